@@ -1,0 +1,32 @@
+"""Shared test fixtures: reference matrices built with NumPy (float64), independent of the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: Real text for tests: ../shared/data beside the repository (present in development and CI).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def power_law_np(V: int, d: int, a: float, seed: int = 0, dtype=np.float32) -> np.ndarray:
+    """V×d matrix with σ_k = k^(-a) and Haar-like singular vectors (QR of Gaussians), built in float64."""
+    rng = np.random.default_rng(seed)
+    r = min(V, d)
+    U, _ = np.linalg.qr(rng.standard_normal((V, r)))
+    Q, _ = np.linalg.qr(rng.standard_normal((d, r)))
+    return ((U * np.arange(1, r + 1, dtype=np.float64) ** -a) @ Q.T).astype(dtype)
+
+
+def lapack_sv(W: np.ndarray) -> np.ndarray:
+    """Reference singular values: NumPy LAPACK in float64."""
+    return np.linalg.svd(np.asarray(W, np.float64), compute_uv=False)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real text not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,293 @@
+"""zipfrmt.quant: the uniform quantizer's convention, its noise against the Widrow model, STE, Qwix formats."""
+
+from __future__ import annotations
+
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import qwix
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from zipfrmt import quant as zq
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    return np.asarray(jax.random.normal(jax.random.key(0), (1024, 256), jnp.float32))
+
+
+GRANS = [("tensor", None), ("row", None), ("column", None), ("group", 32)]
+
+
+# --- the convention ------------------------------------------------------------------------------------------
+
+
+def test_symmetric_absmax_matches_the_design_formula():
+    W = np.array([[0.9, -0.3, 0.05, -1.4], [0.2, 0.0, -0.6, 0.61]], np.float32)
+    r = zq.quantize(W, 3, granularity="row")
+    L = 3
+    step = np.abs(W).max(axis=1, keepdims=True) / L
+    expected = np.clip(np.round(W / step), -L, L) * step
+    np.testing.assert_allclose(np.asarray(r.dequantized), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(r.step), step, rtol=1e-6)
+
+
+def test_rounding_ties_go_to_even():
+    W = np.array([[0.5, 1.5, 2.5, -0.5, 7.0]], np.float32)  # Δ = 7/7 = 1 at 4 bits
+    r = zq.quantize(W, 4)
+    np.testing.assert_array_equal(np.asarray(r.dequantized), [[0.0, 2.0, 2.0, -0.0, 7.0]])
+
+
+def test_asymmetric_uses_min_max_and_a_zero_point():
+    W = np.array([[0.0, 1.0, 2.0, 3.0, 0.4]], np.float32)
+    r = zq.quantize(W, 2, scheme="asymmetric", granularity="row")
+    np.testing.assert_allclose(np.asarray(r.step), [[1.0]])
+    np.testing.assert_allclose(np.asarray(r.dequantized), [[0.0, 1.0, 2.0, 3.0, 0.0]])
+
+
+def test_asymmetric_reproduces_a_constant_group_exactly():
+    W = np.full((3, 8), -0.37, np.float32)
+    r = zq.quantize(W, 4, scheme="asymmetric", granularity="row")
+    np.testing.assert_allclose(np.asarray(r.dequantized), W, rtol=1e-6)
+
+
+def test_one_bit_is_the_sign_quantizer_over_the_scale_group():
+    W = np.array([[1.0, -3.0, 2.0], [0.5, 0.5, -0.5]], np.float32)
+    r = zq.quantize(W, 1, granularity="row")
+    m = np.abs(W).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(r.dequantized), np.sign(W) * m, rtol=1e-6)
+
+
+def test_group_granularity_blocks_rows_and_pads_a_ragged_tail():
+    W = np.asarray(jax.random.normal(jax.random.key(1), (5, 20)))
+    r = zq.quantize(W, 4, granularity="group", group_size=8)  # groups of 8, 8, 4 (padded with zeros)
+    assert r.step.shape == (5, 3)
+    for g, sl in enumerate([slice(0, 8), slice(8, 16), slice(16, 20)]):
+        block = W[:, sl]
+        np.testing.assert_allclose(np.asarray(r.step)[:, g], np.abs(block).max(axis=1) / 7, rtol=1e-6)
+
+
+def test_all_zero_group_has_unit_step_and_zero_output():
+    W = np.zeros((4, 6), np.float32)
+    W[0, :3] = [1.0, -2.0, 0.5]
+    r = zq.quantize(W, 4, granularity="row")
+    np.testing.assert_array_equal(np.asarray(r.step)[1:], 1.0)
+    np.testing.assert_array_equal(np.asarray(r.dequantized)[1:], 0.0)
+    assert np.isfinite(r.noise_var_model) and r.regime in ("widrow", "dead-zone")
+    z = zq.quantize(np.zeros((8, 8), np.float32), 2)
+    assert float(z.step) == 1.0 and not np.any(np.asarray(z.dequantized))
+    assert (z.noise_var_model, z.noise_var_measured, z.bussgang_gain, z.regime) == (0.0, 0.0, 1.0, "widrow")
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8, 16])
+@pytest.mark.parametrize("gran,g", GRANS)
+def test_output_lies_on_the_grid(gaussian, bits, gran, g):
+    r = zq.quantize(gaussian, bits, granularity=gran, group_size=g)
+    W = gaussian
+    step = np.asarray(r.step)
+    if gran == "group":
+        step = np.repeat(step, g, axis=1)[:, : W.shape[1]]
+    codes = np.asarray(r.dequantized) / step
+    np.testing.assert_allclose(codes, np.round(codes), atol=2e-3)
+    assert np.abs(np.round(codes)).max() <= 2 ** (bits - 1) - 1
+
+
+# --- noise against the model -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [4, 5, 6, 8])
+@pytest.mark.parametrize("gran,g", GRANS)
+def test_error_variance_within_2_percent_of_widrow_model(gaussian, bits, gran, g):
+    r = zq.quantize(gaussian, bits, granularity=gran, group_size=g)
+    assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.02)
+    assert r.regime == "widrow"
+    E = np.asarray(r.dequantized) - gaussian
+    assert r.noise_var_measured == pytest.approx(float(np.mean(E**2)), rel=1e-5)
+    assert r.bussgang_gain == pytest.approx(float(np.sum(gaussian * np.asarray(r.dequantized)) / np.sum(gaussian**2)))
+
+
+def test_two_bit_tensor_quantization_of_gaussians_is_dead_zone(gaussian):
+    r = zq.quantize(gaussian, 2)
+    assert r.regime == "dead-zone"
+    assert r.zero_fraction > 0.9 and r.bussgang_gain < 0.5
+
+
+def test_stochastic_rounding_is_unbiased(gaussian):
+    r = zq.quantize(gaussian, 3, granularity="row", rounding="stochastic", key=jax.random.key(3))
+    E = np.asarray(r.dequantized) - gaussian
+    se = E.std() / np.sqrt(E.size)
+    assert abs(E.mean()) < 4 * se
+    assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.02)  # Δ²/6
+    # Per entry: averaging many independent roundings of the same matrix converges to W, with the spread of
+    # a Bernoulli: the standard error of the mean of n roundings is Δ·√(f(1−f)/n) at fractional part f.
+    W = gaussian[:8, :16]
+    n = 400
+    keys = jax.random.split(jax.random.key(4), n)
+    qs = np.stack([np.asarray(zq.fake_quant(jnp.asarray(W), 2, granularity="row", rounding="stochastic", key=k))
+                   for k in keys])
+    step = np.abs(W).max(axis=1, keepdims=True)  # L = 1 at 2 bits
+    f = W / step - np.floor(W / step)
+    se = step * np.sqrt(f * (1 - f) / n) + 1e-6
+    z = (qs.mean(axis=0, dtype=np.float64) - W) / se
+    assert np.mean(np.abs(z) < 4) > 0.99
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+
+
+def test_stochastic_rounding_same_key_same_result_and_needs_a_key(gaussian):
+    a = zq.quantize(gaussian, 4, rounding="stochastic", key=jax.random.key(9)).dequantized
+    b = zq.quantize(gaussian, 4, rounding="stochastic", key=jax.random.key(9)).dequantized
+    c = zq.quantize(gaussian, 4, rounding="stochastic", key=jax.random.key(10)).dequantized
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    with pytest.raises(ValueError, match="key: rounding='stochastic' needs an explicit PRNG key"):
+        zq.quantize(gaussian, 4, rounding="stochastic")
+
+
+@pytest.mark.parametrize("clip", ["percentile", "mse"])
+def test_clipping_shrinks_the_range_and_is_reported(gaussian, clip):
+    r = zq.quantize(gaussian, 3, granularity="row", clip=clip, percentile=99.0)
+    full = zq.quantize(gaussian, 3, granularity="row")
+    assert np.all(np.asarray(r.step) <= np.asarray(full.step) + 1e-7)
+    if clip == "mse":
+        assert r.noise_var_measured <= full.noise_var_measured  # c = 1 is on the grid, so MSE can only improve
+
+
+# --- straight-through gradient ---------------------------------------------------------------------------------
+
+
+def test_fake_quant_forward_equals_quantize(gaussian):
+    np.testing.assert_array_equal(
+        np.asarray(zq.fake_quant(jnp.asarray(gaussian), 3, granularity="group", group_size=32)),
+        np.asarray(zq.quantize(gaussian, 3, granularity="group", group_size=32).dequantized),
+    )
+
+
+def test_straight_through_gradient_is_identity_inside_the_clip_range(gaussian):
+    W = jnp.asarray(gaussian)
+    cot = jax.random.normal(jax.random.key(5), W.shape)
+    grad = jax.grad(lambda w: jnp.sum(zq.fake_quant(w, 4, granularity="row") * cot))(W)
+    np.testing.assert_array_equal(np.asarray(grad), np.asarray(cot))
+    grad_p = jax.grad(lambda w: jnp.sum(zq.fake_quant(w, 4, granularity="row", clip="percentile",
+                                                      percentile=98.0) * cot))(W)
+    m = np.percentile(np.abs(gaussian), 98.0, axis=1, keepdims=True)
+    inside = np.abs(gaussian) <= m * (1 + 1e-6)
+    np.testing.assert_array_equal(np.asarray(grad_p)[inside], np.asarray(cot)[inside])
+    assert np.all(np.asarray(grad_p)[np.abs(gaussian) > m * (1 + 1e-5)] == 0)
+
+
+def test_fake_quant_works_under_jit_and_on_stacks():
+    W = jax.random.normal(jax.random.key(6), (3, 16, 8))
+    f = jax.jit(lambda w: zq.fake_quant(w, 4, granularity="row"))
+    out = f(W)
+    for i in range(3):
+        expected = zq.quantize(W[i], 4, granularity="row").dequantized
+        np.testing.assert_array_equal(np.asarray(out[i]), np.asarray(expected))
+
+
+# --- properties --------------------------------------------------------------------------------------------------
+
+matrices = hnp.arrays(
+    np.float32, st.tuples(st.integers(1, 9), st.integers(2, 16)),
+    elements=st.floats(-100, 100, width=32, allow_nan=False, allow_subnormal=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(W=matrices, bits=st.integers(1, 8), gran=st.sampled_from(["tensor", "row", "column", "group"]))
+def test_quantizing_twice_changes_nothing_with_nearest_rounding(W, bits, gran):
+    assume(bits > 1 or np.all(W != 0))  # sign(0) = 0 lowers mean|Q|, so the 1-bit map is idempotent only without zeros
+    g = 2 if gran == "group" else None
+    once = np.asarray(zq.quantize(W, bits, granularity=gran, group_size=g).dequantized)
+    twice = np.asarray(zq.quantize(once, bits, granularity=gran, group_size=g).dequantized)
+    np.testing.assert_allclose(twice, once, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(W).max())))
+
+
+# --- Qwix ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits,qtype", [(8, jnp.int8), (4, jnp.int4)])
+def test_int_quantizer_equals_qwix_with_the_same_convention(gaussian, bits, qtype):
+    """Qwix scales by absmax/(L + ½); calibrating its absmax by (L + ½)/L gives our Δ = absmax/L."""
+    L = 2 ** (bits - 1) - 1
+    ours = np.asarray(zq.quantize(gaussian, bits, granularity="row").dequantized)
+    q = qwix.quantize(jnp.asarray(gaussian), qtype, channelwise_axes=(0,),
+                      calibration_method=f"absmax,{(L + 0.5) / L!r}")
+    theirs = np.asarray(qwix.dequantize(q))
+    # Qwix divides by (absmax·c)/(L+½), we by absmax/L: equal in exact arithmetic, so the two agree except
+    # where float rounding puts a value on the other side of a rounding boundary (then by exactly one step).
+    step = np.abs(gaussian).max(axis=1, keepdims=True) / L
+    levels = np.abs(theirs - ours) / step
+    assert np.all((levels < 1e-4) | (np.abs(levels - 1) < 1e-4))
+    assert np.mean(levels > 0.5) < 1e-4
+
+
+@pytest.mark.parametrize("fmt", sorted(zq.FORMATS))
+def test_qwix_formats_report_noise_statistics(gaussian, fmt):
+    r = zq.quantize_format(gaussian, fmt)
+    deq = np.asarray(r.dequantized)
+    assert deq.shape == gaussian.shape and np.isfinite(deq).all()
+    assert r.noise_var_measured == pytest.approx(float(np.mean((deq - gaussian) ** 2)), rel=1e-5)
+    # Bennett's local-spacing model is an approximation for these non-uniform grids: within 25%.
+    assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.25)
+    # relative error of a float grid with m mantissa bits is about 2^-m/√12 (e4m3: m = 3, e5m2: m = 2)
+    bound = {"fp8_e4m3": 2**-3 / np.sqrt(12), "fp8_e5m2": 2**-2 / np.sqrt(12)}.get(fmt, 0.2)
+    assert 0.0 < r.rel_error < bound
+    assert r.regime in ("widrow", "dead-zone")
+
+
+def test_fp8_is_more_accurate_than_int4(gaussian):
+    assert zq.quantize_format(gaussian, "fp8_e4m3").rel_error < zq.quantize(gaussian, 4, granularity="row").rel_error
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,pattern",
+    [
+        ({"bits": 0}, ValueError, r"bits: expected an integer in \[1, 16\], got 0"),
+        ({"bits": 17}, ValueError, r"bits: expected an integer in \[1, 16\], got 17"),
+        ({"bits": 4.5}, TypeError, r"bits: expected an integer, got 4.5"),
+        ({"bits": 4, "scheme": "ternary"}, ValueError, r"scheme: expected one of 'symmetric', 'asymmetric'"),
+        ({"bits": 4, "granularity": "block"}, ValueError, r"granularity: expected one of"),
+        ({"bits": 4, "clip": "max"}, ValueError, r"clip: expected one of 'absmax', 'percentile', 'mse'"),
+        ({"bits": 4, "rounding": "floor"}, ValueError, r"rounding: expected one of 'nearest', 'stochastic'"),
+        ({"bits": 4, "granularity": "group"}, ValueError, r"group_size: expected an integer for granularity="),
+        ({"bits": 4, "granularity": "group", "group_size": 0}, ValueError, r"group_size: expected .* \[1, 16\], got 0"),
+        ({"bits": 4, "granularity": "group", "group_size": 64}, ValueError, r"group_size: .* \[1, 16\], got 64"),
+        ({"bits": 4, "group_size": 8}, ValueError, r"group_size: only used with granularity='group'"),
+        ({"bits": 4, "clip": "percentile", "percentile": 0.0}, ValueError, r"percentile: expected .* \(0, 100"),
+        ({"bits": 1, "scheme": "asymmetric"}, ValueError, r"scheme: the 1-bit sign quantizer is symmetric"),
+        ({"bits": 4, "rounding": "stochastic", "key": 3}, TypeError, r"key: expected a JAX PRNG key"),
+    ],
+)
+def test_quantize_rejects_bad_arguments(kwargs, exc, pattern):
+    W = np.ones((4, 16), np.float32)
+    with pytest.raises(exc, match=pattern):
+        zq.quantize(W, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "W,exc,pattern",
+    [
+        (np.ones(8, np.float32), ValueError, r"W: expected a 2-D array"),
+        (np.full((2, 2), np.nan, np.float32), ValueError, r"W: expected finite entries"),
+        (np.ones((2, 2), np.int8), TypeError, r"W: expected a real floating-point array"),
+        (np.ones((0, 3), np.float32), ValueError, r"W: expected a non-empty array"),
+    ],
+)
+def test_quantize_rejects_bad_matrices(W, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        zq.quantize(W, 4)
+
+
+def test_quantize_format_rejects_bad_arguments(gaussian):
+    with pytest.raises(ValueError, match=r"fmt: expected one of 'fp8_e4m3'.*got 'int3'"):
+        zq.quantize_format(gaussian, "int3")
+    with pytest.raises(ValueError, match=r"W: format 'mxfp4' needs rows whose length is a multiple of 32"):
+        zq.quantize_format(gaussian[:, :40], "mxfp4")
+    with pytest.raises(ValueError, match=r"group_size: expected a divisor of d=256"):
+        zq.quantize_format(gaussian, "nf4", granularity="group", group_size=100)

@@ -1,0 +1,125 @@
+"""Validation at the public boundary.
+
+Every public function of zipfrmt checks its arguments once, here, and raises an error that names the
+argument, the value it got and what was expected. Inside the package, code trusts its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "check_choice",
+    "check_float_array",
+    "check_int",
+    "check_matrix",
+    "check_number",
+    "describe",
+]
+
+
+def describe(value: Any) -> str:
+    """A short description of `value` for error messages (arrays by shape and dtype, not contents)."""
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return f"array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_tracer(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def check_float_array(
+    x: Any, name: str, *, ndim: int | Iterable[int] | None = None, finite: bool = True
+) -> np.ndarray | jax.Array:
+    """Checks that `x` is a non-empty floating-point array (of the given rank), with finite entries.
+
+    Returns `x` as an array (NumPy arrays stay NumPy, JAX arrays stay JAX; lists become NumPy).
+    Under tracing (inside `jax.jit`) the value checks are skipped; shape and dtype are still checked.
+    """
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        if hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__array__"):
+            x = np.asarray(x)
+        else:
+            try:
+                x = np.asarray(x)
+            except Exception as exc:  # noqa: BLE001 - re-raised with context
+                raise TypeError(f"{name}: expected a floating-point array, got {describe(x)}") from exc
+    dtype = np.dtype(x.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        kind = "complex" if np.issubdtype(dtype, np.complexfloating) else "non-float"
+        raise TypeError(
+            f"{name}: expected a real floating-point array (float16, bfloat16, float32 or float64), "
+            f"got a {kind} array of dtype {dtype}"
+        )
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(f"{n}-D" for n in allowed)
+            raise ValueError(f"{name}: expected a {want} array, got shape {tuple(x.shape)} ({x.ndim}-D)")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {tuple(x.shape)}")
+    if finite and not _is_tracer(x):
+        ok = bool(jax.numpy.isfinite(x).all()) if isinstance(x, jax.Array) else bool(np.isfinite(x).all())
+        if not ok:
+            bad = int((~np.isfinite(np.asarray(x, dtype=np.float32))).sum())
+            raise ValueError(f"{name}: expected finite entries, got {bad} NaN or Inf entries in {describe(x)}")
+    return x
+
+
+def check_matrix(W: Any, name: str = "W", *, batched: bool = False) -> np.ndarray | jax.Array:
+    """Checks a matrix argument: 2-D (or 3-D, a stack of matrices, when `batched`), float, finite, non-empty."""
+    return check_float_array(W, name, ndim=(2, 3) if batched else 2)
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    """Checks that `value` is one of `choices` (strings)."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {describe(value)}")
+    return value
+
+
+def check_int(
+    value: Any, name: str, *, lo: int | None = None, hi: int | None = None
+) -> int:
+    """Checks that `value` is an integer in [lo, hi] (either bound may be open: None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {describe(value)}")
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_s = "-inf" if lo is None else str(lo)
+        hi_s = "inf" if hi is None else str(hi)
+        raise ValueError(f"{name}: expected an integer in [{lo_s}, {hi_s}], got {value}")
+    return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    """Checks that `value` is a finite real number in the interval given by lo/hi (open or closed ends)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    below = lo is not None and (value <= lo if lo_open else value < lo)
+    above = hi is not None and (value >= hi if hi_open else value > hi)
+    if below or above:
+        left = "-inf" if lo is None else f"{lo:g}"
+        right = "inf" if hi is None else f"{hi:g}"
+        interval = f"{'(' if lo_open or lo is None else '['}{left}, {right}{')' if hi_open or hi is None else ']'}"
+        raise ValueError(f"{name}: expected a number in {interval}, got {value:g}")
+    return value

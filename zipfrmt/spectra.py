@@ -1,0 +1,570 @@
+"""Singular values and what is measured on them.
+
+Conventions (DESIGN.md, "Conventions"): a matrix ``W`` is ``V×d`` with rows = tokens; its singular values are
+``σ_1 ≥ … ≥ σ_r``, ``r = min(V, d)``; the eigenvalues of the (unnormalised) Gram matrix are ``λ_i = σ_i²``.
+
+Measures:
+
+* stable rank            ``r_s = Σσ_i² / σ_1²``
+* effective rank         ``exp(H(p))``, ``p_i = σ_i / Σσ_j``  (Roy & Vetterli 2007)
+* participation ratio    ``(Σσ_i²)² / Σσ_i⁴``
+* rank-decay exponent    ``a`` in ``σ_k ≈ C k^(-a)``, least squares in log–log over an explicit window
+* ESD tail exponent      ``α`` in ``ρ(λ) ∝ λ^(-α)``, Clauset, Shalizi & Newman (2009) continuous MLE with the
+  x_min that minimises the Kolmogorov–Smirnov distance over every candidate (WeightWatcher's convention)
+
+A zero matrix is a legitimate outcome of 2-bit quantization: it has stable rank 0 and effective rank 0, and its
+exponents are NaN with a reason attached (``summarize``), never an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from zipfrmt._validate import check_choice, check_float_array, check_int, check_matrix, describe
+
+__all__ = [
+    "EsdFit",
+    "RankDecayFit",
+    "SpectralSummary",
+    "alpha_from_rank_exponent",
+    "alpha_hat",
+    "effective_rank",
+    "fit_esd_powerlaw",
+    "gram_is_accurate",
+    "participation_ratio",
+    "rank_decay_exponent",
+    "rank_exponent_from_alpha",
+    "singular_values",
+    "singular_values_batched",
+    "stable_rank",
+    "summarize",
+]
+
+METHODS = ("auto", "svd", "gram", "gram64", "chunked")
+
+#: Unit roundoff of float32, 2^-24.
+U32 = 2.0**-24
+#: Accuracy that ``method="auto"`` guarantees, as a relative error on every σ_k ≥ AUTO_FLOOR·σ_1.
+AUTO_RTOL = 1e-4
+AUTO_FLOOR = 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Singular values
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _gram(W: Float[Array, "V d"], accumulate: Any) -> Float[Array, "n n"]:
+    """Gram matrix of the smaller side, ``WᵀW`` (d ≤ V) or ``WWᵀ``, accumulated in ``accumulate`` dtype."""
+    W = W.astype(accumulate)
+    contract = 0 if W.shape[0] >= W.shape[1] else 1
+    return jax.lax.dot_general(W, W, (((contract,), (contract,)), ((), ())))
+
+
+def _sigma_from_eigs(lam: Float[Array, " n"]) -> Float[Array, " n"]:
+    """Descending σ = √max(λ, 0) from ascending eigenvalues (tiny negative rounding is clipped to 0)."""
+    return jnp.sqrt(jnp.clip(lam[::-1], 0.0, None))
+
+
+@jax.jit
+def _sv_svd(W: Float[Array, "V d"]) -> Float[Array, " r"]:
+    return jnp.linalg.svd(W.astype(jnp.float32), compute_uv=False)
+
+
+@jax.jit
+def _sv_gram(W: Float[Array, "V d"]) -> Float[Array, " r"]:
+    # float32 accumulation (the cost: V·d² flops), float64 eigenvalues (d³, small).
+    G = _gram(W, jnp.float32).astype(jnp.float64)
+    return _sigma_from_eigs(jnp.linalg.eigvalsh(G))
+
+
+@jax.jit
+def _sv_gram64(W: Float[Array, "V d"]) -> Float[Array, " r"]:
+    return _sigma_from_eigs(jnp.linalg.eigvalsh(_gram(W, jnp.float64)))
+
+
+_KERNELS: dict[str, Callable[[jax.Array], jax.Array]] = {"svd": _sv_svd, "gram": _sv_gram, "gram64": _sv_gram64}
+
+
+def gram_is_accurate(sigma: Float[Array, " r"] | np.ndarray) -> bool:
+    """The rule ``method="auto"`` uses to trust the float32-accumulated Gram matrix.
+
+    Rounding the Gram matrix ``G = WᵀW`` to float32 perturbs its eigenvalues by at most about ``u·λ_1``
+    (``u = 2⁻²⁴``; the float32 product errors are far smaller in practice, ~u·λ_1/50 measured), so the
+    relative error of ``σ_k = √λ_k`` is at most ``u·σ_1² / (2σ_k²)``. ``auto`` needs it below ``1e-4`` for every
+    ``σ_k ≥ 1e-3·σ_1``; that holds when the smallest such σ satisfies
+
+        σ_min,rel / σ_1 ≥ √(u / (2·1e-4)) ≈ 0.0173,
+
+    i.e. when the part of the spectrum that counts spans less than ~35 dB. Wider spectra fall back to a Gram
+    matrix accumulated in float64 (relative error ≤ 2⁻⁵³·10⁶/2 ≈ 6e-11 at σ = 1e-3·σ_1).
+    """
+    s = np.asarray(sigma, dtype=np.float64)
+    if s.size == 0 or s[0] <= 0:
+        return True
+    relevant = s[s >= AUTO_FLOOR * s[0]]
+    return bool(relevant[-1] / s[0] >= math.sqrt(U32 / (2 * AUTO_RTOL)))
+
+
+def singular_values(
+    W: Float[Array, "V d"] | np.ndarray, method: str = "auto", *, block_rows: int = 8192
+) -> Float[Array, " r"]:
+    """Singular values of a matrix, in descending order, as a float32 array of length ``min(V, d)``.
+
+    Args:
+      W: a ``V×d`` floating-point matrix (NumPy or JAX; a NumPy memmap works with ``"chunked"``).
+      method:
+        * ``"svd"``: exact SVD (LAPACK/cuSOLVER through ``jnp.linalg.svd``); absolute error ~u·σ_1.
+        * ``"gram"``: eigenvalues of the smaller Gram matrix (``WᵀW``, d×d), accumulated in float32 and
+          diagonalised in float64 — the fast path, ``V·d²`` flops instead of ``~4V·d²``.
+        * ``"gram64"``: the same with float64 accumulation (for spectra with a wide dynamic range).
+        * ``"chunked"``: ``WᵀW`` accumulated in float64 over blocks of ``block_rows`` rows, so a matrix streamed
+          from disk or larger than device memory needs only O(d²) extra memory. Only blocks are moved to the
+          device. Requires ``V ≥ d`` (rows are streamed). As accurate as ``"gram64"`` at any dynamic range.
+        * ``"auto"``: ``"gram"``, then the rule of :func:`gram_is_accurate` on the result; where the spectrum is too
+          wide for it, ``"gram64"``. Every σ_k ≥ 1e-3·σ_1 then has relative error ≤ 1e-4.
+      block_rows: rows per block for ``"chunked"``.
+
+    Returns:
+      ``σ_1 ≥ … ≥ σ_r`` (float32).
+    """
+    check_choice(method, "method", METHODS)
+    if method == "chunked":
+        check_int(block_rows, "block_rows", lo=1)
+        return _singular_values_chunked(W, block_rows)
+    W = check_matrix(W)
+    with jax.enable_x64(True):
+        W = jnp.asarray(W)
+        if W.dtype == jnp.float64:
+            W = W.astype(jnp.float32)
+        if method == "auto":
+            s = _sv_gram(W)
+            if not gram_is_accurate(s):
+                s = _sv_gram64(W)
+        else:
+            s = _KERNELS[method](W)
+        return s.astype(jnp.float32)
+
+
+def _singular_values_chunked(W: Any, block_rows: int) -> Float[Array, " r"]:
+    if not (hasattr(W, "shape") and hasattr(W, "dtype") and len(W.shape) == 2):
+        raise ValueError(f"W: expected a 2-D array (or memmap) for method='chunked', got {describe(W)}")
+    V, d = W.shape
+    if V < d:
+        raise ValueError(f"W: method='chunked' streams rows and needs V >= d, got shape {tuple(W.shape)}")
+    if V == 0 or d == 0:
+        raise ValueError(f"W: expected a non-empty array, got shape {tuple(W.shape)}")
+    with jax.enable_x64(True):
+        G = jnp.zeros((d, d), jnp.float64)
+        for start in range(0, V, block_rows):
+            block = check_float_array(np.asarray(W[start : start + block_rows]), f"W[{start}:{start + block_rows}]")
+            G = _accumulate_gram(G, jnp.asarray(block, dtype=jnp.float32))
+        return _sigma_from_eigs(jnp.linalg.eigvalsh(G)).astype(jnp.float32)
+
+
+@partial(jax.jit, donate_argnums=0)
+def _accumulate_gram(G: Float[Array, "d d"], block: Float[Array, "b d"]) -> Float[Array, "d d"]:
+    """``G + blockᵀ·block`` in float64 (the blocks arrive as float32 and are widened on the device)."""
+    block = block.astype(jnp.float64)
+    return G + jax.lax.dot_general(block, block, (((0,), (0,)), ((), ())))
+
+
+def singular_values_batched(
+    Ws: Float[Array, "B V d"] | np.ndarray,
+    method: str = "auto",
+    *,
+    devices: Iterable[jax.Device] | None = None,
+) -> Float[Array, "B r"]:
+    """Singular values of a stack of matrices ``Ws[b]`` in one jit-compiled call, sharded over devices.
+
+    The leading (batch) axis is split across ``devices`` (default: all of ``jax.devices()``) with a 1-D
+    ``jax.sharding.Mesh``; a batch that does not divide evenly is padded with zero matrices, whose spectra are
+    dropped. On one device this is a plain vmapped call. Methods as in :func:`singular_values` except
+    ``"chunked"``; ``"auto"`` runs ``"gram"`` on the whole stack and redoes it with ``"gram64"`` if any matrix of
+    the stack fails the accuracy rule.
+
+    Returns:
+      ``(B, min(V, d))`` descending singular values (float32).
+    """
+    check_choice(method, "method", ("auto", "svd", "gram", "gram64"))
+    Ws = check_float_array(Ws, "Ws", ndim=3)
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices: expected at least one device, got none")
+    B = Ws.shape[0]
+    pad = (-B) % len(devices)
+    with jax.enable_x64(True):
+        Ws = jnp.asarray(Ws).astype(jnp.float32)
+        if pad:
+            Ws = jnp.concatenate([Ws, jnp.zeros((pad, *Ws.shape[1:]), Ws.dtype)])
+        mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+        Ws = jax.device_put(Ws, sharding)
+        kernel = "gram" if method == "auto" else method
+        s = _batched_kernel(kernel, sharding)(Ws)
+        if method == "auto" and not all(gram_is_accurate(row) for row in np.asarray(s[:B])):
+            s = _batched_kernel("gram64", sharding)(Ws)
+        return s[:B].astype(jnp.float32)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _batched_kernel_jit(kernel: str, sharding: jax.sharding.Sharding, Ws: jax.Array) -> jax.Array:
+    s = jax.vmap(_KERNELS[kernel])(Ws)
+    return jax.lax.with_sharding_constraint(s, sharding)
+
+
+def _batched_kernel(kernel: str, sharding: jax.sharding.Sharding) -> Callable[[jax.Array], jax.Array]:
+    return partial(_batched_kernel_jit, kernel, sharding)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalar measures on σ (jit-able; an all-zero spectrum gives 0)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_sigma(s: Any, name: str = "s") -> jax.Array | np.ndarray:
+    s = check_float_array(s, name, ndim=1)
+    if not isinstance(s, jax.core.Tracer):
+        arr = np.asarray(s)
+        if (arr < 0).any():
+            raise ValueError(f"{name}: expected non-negative singular values, got min {arr.min():g}")
+    return s
+
+
+@jax.jit
+def _stable_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
+    s2 = jnp.square(s)
+    top = jnp.max(s2)
+    return jnp.where(top > 0, jnp.sum(s2) / jnp.where(top > 0, top, 1.0), 0.0)
+
+
+@jax.jit
+def _effective_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
+    total = jnp.sum(s)
+    p = s / jnp.where(total > 0, total, 1.0)
+    entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+    return jnp.where(total > 0, jnp.exp(entropy), 0.0)
+
+
+@jax.jit
+def _participation_ratio(s: Float[Array, " r"]) -> Float[Array, ""]:
+    s2 = jnp.square(s / jnp.where(jnp.max(s) > 0, jnp.max(s), 1.0))  # scale-free, avoids overflow of σ⁴
+    num = jnp.square(jnp.sum(s2))
+    den = jnp.sum(jnp.square(s2))
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def stable_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
+    """Stable rank ``r_s = Σσ_i² / σ_1² = ‖W‖_F² / ‖W‖_2²`` (Rudelson & Vershynin 2007); 0 for a zero matrix."""
+    return _stable_rank(jnp.asarray(_check_sigma(s)))
+
+
+def effective_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
+    """Effective rank ``exp(−Σ p_i ln p_i)``, ``p_i = σ_i / Σσ_j`` (Roy & Vetterli 2007); 0 for a zero matrix."""
+    return _effective_rank(jnp.asarray(_check_sigma(s)))
+
+
+def participation_ratio(s: Float[Array, " r"]) -> Float[Array, ""]:
+    """Participation ratio ``(Σσ_i²)² / Σσ_i⁴`` of the eigenvalues ``λ_i = σ_i²``; 0 for a zero matrix."""
+    return _participation_ratio(jnp.asarray(_check_sigma(s)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rank-decay exponent
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RankDecayFit:
+    """``σ_k ≈ C k^(-a)`` fitted by least squares of ``ln σ_k`` on ``ln k`` over ranks ``k_lo..k_hi``.
+
+    Attributes:
+      a: the rank-decay exponent (NaN when undefined, with ``reason``).
+      log_c: the intercept ``ln C``.
+      k_lo, k_hi: the rank window actually used (1-based, inclusive).
+      r2: coefficient of determination of the log–log fit.
+      reason: why ``a`` is NaN, else ``None``.
+    """
+
+    a: float
+    log_c: float
+    k_lo: int
+    k_hi: int
+    r2: float
+    reason: str | None = None
+
+
+def rank_decay_exponent(s: Float[Array, " r"], k_lo: int = 1, k_hi: int | None = None) -> RankDecayFit:
+    """Rank-decay exponent ``a`` of ``σ_k ≈ C k^(-a)`` over the rank window ``[k_lo, k_hi]`` (1-based, inclusive).
+
+    ``a = −cov(ln k, ln σ_k) / var(ln k)`` over the window. ``k_hi`` defaults to the number of nonzero singular
+    values (``ln 0`` is undefined); an explicit window that holds a zero σ is cut at the last nonzero one and the
+    window used is reported. Fewer than two usable ranks give ``a = NaN`` with a reason.
+    """
+    s = np.asarray(_check_sigma(s), dtype=np.float64)
+    r = s.size
+    k_lo = check_int(k_lo, "k_lo", lo=1, hi=r)
+    if k_hi is not None:
+        k_hi = check_int(k_hi, "k_hi", lo=k_lo, hi=r)
+    if np.any(np.diff(s) > 1e-6 * max(s[0], 1e-30)):
+        raise ValueError("s: expected singular values in descending order")
+    n_pos = int((s > 0).sum())
+    hi = n_pos if k_hi is None else min(k_hi, n_pos)
+    if hi - k_lo + 1 < 2:
+        reason = (
+            "all singular values are zero"
+            if n_pos == 0
+            else f"fewer than 2 nonzero singular values in the rank window [{k_lo}, {k_hi or r}]"
+        )
+        return RankDecayFit(math.nan, math.nan, k_lo, hi, math.nan, reason)
+    k = np.arange(k_lo, hi + 1, dtype=np.float64)
+    x, y = np.log(k), np.log(s[k_lo - 1 : hi])
+    xm, ym = x.mean(), y.mean()
+    sxx = np.sum((x - xm) ** 2)
+    slope = np.sum((x - xm) * (y - ym)) / sxx
+    resid = y - (ym + slope * (x - xm))
+    syy = np.sum((y - ym) ** 2)
+    r2 = 1.0 - np.sum(resid**2) / syy if syy > 0 else 1.0
+    return RankDecayFit(float(-slope), float(ym - slope * xm), k_lo, hi, float(r2))
+
+
+def alpha_from_rank_exponent(a: float | Float[Array, "..."]) -> Any:
+    """ESD tail exponent implied by a rank-decay exponent: ``α = 1 + 1/(2a)``.
+
+    If ``σ_k = C k^(-a)``, the eigenvalues ``λ_k = C² k^(-2a)`` have counting function ``N(>λ) ∝ λ^(-1/(2a))``
+    and density ``ρ(λ) = −dN/dλ ∝ λ^(-1 - 1/(2a))``.
+    """
+    return 1.0 + 1.0 / (2.0 * a)
+
+
+def rank_exponent_from_alpha(alpha: float | Float[Array, "..."]) -> Any:
+    """Inverse of :func:`alpha_from_rank_exponent`: ``a = 1 / (2(α − 1))``."""
+    return 1.0 / (2.0 * (alpha - 1.0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ESD power-law fit (Clauset, Shalizi & Newman 2009; WeightWatcher's x_min scan)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EsdFit:
+    """Power-law fit ``ρ(λ) ∝ λ^(-α)`` of the eigenvalues ``λ_i = σ_i²`` over ``λ ≥ x_min``.
+
+    Attributes:
+      alpha: continuous MLE ``α = 1 + n_tail / Σ ln(λ_i / x_min)``.
+      x_min: the lower cut-off.
+      ks: Kolmogorov–Smirnov distance ``D`` between the tail and the fitted law.
+      n_tail: number of eigenvalues ``≥ x_min``.
+      sigma_alpha: standard error ``(α − 1)/√n_tail``.
+      n_used: number of positive eigenvalues the fit saw (zeros are excluded).
+    """
+
+    alpha: float
+    x_min: float
+    ks: float
+    n_tail: int
+    sigma_alpha: float
+    n_used: int
+
+
+#: Fewest positive eigenvalues a power-law fit accepts.
+MIN_EIGS_FOR_FIT = 3
+
+
+def _esd_candidates(lam_sorted: Float[Array, " n"], block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """α_j and D_j for every candidate x_min = λ_j (ascending λ; ties use the first occurrence), float64."""
+    n = lam_sorted.shape[0]
+    logl = jnp.log(lam_sorted)
+    first = jnp.searchsorted(lam_sorted, lam_sorted, side="left")  # tail = all λ ≥ λ_j (ties included)
+    suffix = jnp.cumsum(logl[::-1])[::-1]  # Σ_{i≥j} ln λ_i
+    n_tail = n - first
+    log_sum = suffix[first] - n_tail * logl[first]  # Σ_{i≥first} ln(λ_i / λ_j)
+    alpha = 1.0 + n_tail / log_sum  # inf where the tail is all ties (log_sum = 0)
+    idx = jnp.arange(n)
+
+    def ks_one(j: jax.Array) -> jax.Array:
+        f, a, nt = first[j], alpha[j], n_tail[j]
+        in_tail = idx >= f
+        model = 1.0 - jnp.exp((1.0 - a) * (logl - logl[f]))  # CDF of the fitted law at each λ_i
+        empirical = (idx - f) / nt
+        return jnp.max(jnp.where(in_tail, jnp.abs(model - empirical), 0.0))
+
+    ks = jax.lax.map(ks_one, idx, batch_size=block)
+    ks = jnp.where(jnp.isfinite(alpha) & (n_tail >= 2), ks, jnp.inf)
+    return alpha, ks, n_tail
+
+
+@partial(jax.jit, static_argnames="block")
+def _esd_scan(lam_sorted: Float[Array, " n"], block: int = 256) -> tuple[jax.Array, ...]:
+    alpha, ks, n_tail = _esd_candidates(lam_sorted, block)
+    ks = ks.at[-1].set(jnp.inf)  # every candidate but the largest eigenvalue
+    j = jnp.argmin(ks)
+    return alpha[j], lam_sorted[j], ks[j], n_tail[j]
+
+
+@jax.jit
+def _esd_fixed(lam_sorted: Float[Array, " n"], x_min: Float[Array, ""]) -> tuple[jax.Array, ...]:
+    logl = jnp.log(lam_sorted)
+    in_tail = lam_sorted >= x_min
+    n_tail = jnp.sum(in_tail)
+    alpha = 1.0 + n_tail / jnp.sum(jnp.where(in_tail, logl - jnp.log(x_min), 0.0))
+    f = lam_sorted.shape[0] - n_tail
+    idx = jnp.arange(lam_sorted.shape[0])
+    model = 1.0 - jnp.exp((1.0 - alpha) * (logl - jnp.log(x_min)))
+    ks = jnp.max(jnp.where(in_tail, jnp.abs(model - (idx - f) / n_tail), 0.0))
+    return alpha, x_min, ks, n_tail
+
+
+def fit_esd_powerlaw(s: Float[Array, " r"], x_min: float | None = None) -> EsdFit:
+    """Clauset–Shalizi–Newman power-law fit of the empirical spectral density of ``λ = σ²``.
+
+    For a cut-off ``x_min`` the continuous MLE is ``α = 1 + n_tail / Σ_{λ_i ≥ x_min} ln(λ_i / x_min)``. With the
+    tail sorted ascending ``x_0 = x_min ≤ … ≤ x_{n−1}``, the Kolmogorov–Smirnov distance is
+    ``D = max_i |1 − (x_i/x_min)^(1−α) − i/n|``. Without ``x_min``, every eigenvalue but the largest is a
+    candidate and the one with the smallest ``D`` wins (WeightWatcher's convention; Clauset et al. 2009, §3.3).
+    All candidates are evaluated at once in one jit-compiled float64 kernel (O(n²) work, O(n·256) memory).
+
+    Args:
+      s: singular values (any order; zeros are excluded from the fit).
+      x_min: a fixed cut-off (in units of λ = σ²); ``None`` scans every candidate.
+
+    Raises:
+      ValueError: fewer than 3 positive eigenvalues, or an ``x_min`` that leaves fewer than 2 in the tail.
+    """
+    s = np.asarray(_check_sigma(s), dtype=np.float64)
+    lam = np.sort(np.square(s[s > 0]))
+    if lam.size < MIN_EIGS_FOR_FIT:
+        raise ValueError(
+            f"s: a power-law fit needs at least {MIN_EIGS_FOR_FIT} positive eigenvalues, got {lam.size}"
+        )
+    with jax.enable_x64(True):
+        lam_j = jnp.asarray(lam, dtype=jnp.float64)
+        if x_min is None:
+            alpha, xm, ks, n_tail = _esd_scan(lam_j)
+        else:
+            if not (isinstance(x_min, (int, float)) and x_min > 0 and math.isfinite(x_min)):
+                raise ValueError(f"x_min: expected a positive finite number, got {describe(x_min)}")
+            if int((lam >= x_min).sum()) < 2:
+                raise ValueError(
+                    f"x_min: expected a cut-off with at least 2 eigenvalues above it, got {x_min:g} "
+                    f"(largest eigenvalue {lam[-1]:g})"
+                )
+            alpha, xm, ks, n_tail = _esd_fixed(lam_j, jnp.float64(x_min))
+        alpha, n_tail = float(alpha), int(n_tail)
+    return EsdFit(alpha, float(xm), float(ks), n_tail, (alpha - 1.0) / math.sqrt(n_tail), int(lam.size))
+
+
+def alpha_hat(alpha: float, lambda_max: float) -> float:
+    """WeightWatcher's weighted exponent ``α̂ = α · log10(λ_max)`` (Martin, Peng & Mahoney 2021, Nat. Commun.)."""
+    return float(alpha) * math.log10(lambda_max) if lambda_max > 0 else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Everything at once
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectralSummary:
+    """Every spectral measure of one matrix. NaN fields carry their reason in ``reasons``."""
+
+    shape: tuple[int, int]
+    singular_values: np.ndarray = dataclasses.field(repr=False)
+    sigma_max: float
+    sigma_min: float
+    stable_rank: float
+    effective_rank: float
+    participation_ratio: float
+    rank_fit: RankDecayFit
+    esd: EsdFit | None
+    alpha_hat: float
+    reasons: dict[str, str]
+
+    @property
+    def rank_exponent(self) -> float:
+        return self.rank_fit.a
+
+    @property
+    def esd_alpha(self) -> float:
+        return self.esd.alpha if self.esd is not None else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (no arrays), e.g. for JSON."""
+        esd = self.esd
+        return {
+            "shape": list(self.shape),
+            "stable_rank": self.stable_rank,
+            "effective_rank": self.effective_rank,
+            "participation_ratio": self.participation_ratio,
+            "rank_exponent": self.rank_fit.a,
+            "rank_window": [self.rank_fit.k_lo, self.rank_fit.k_hi],
+            "esd_alpha": esd.alpha if esd else math.nan,
+            "esd_xmin": esd.x_min if esd else math.nan,
+            "esd_ks": esd.ks if esd else math.nan,
+            "esd_n_tail": esd.n_tail if esd else 0,
+            "esd_sigma_alpha": esd.sigma_alpha if esd else math.nan,
+            "alpha_hat": self.alpha_hat,
+            "sigma_max": self.sigma_max,
+            "sigma_min": self.sigma_min,
+            "reasons": dict(self.reasons),
+        }
+
+
+def summarize_spectrum(
+    s: Float[Array, " r"], shape: tuple[int, int], *, rank_window: tuple[int, int | None] | None = None
+) -> SpectralSummary:
+    """:func:`summarize` for singular values already computed (``shape`` is the matrix's, for the record)."""
+    s = np.sort(np.asarray(_check_sigma(s), dtype=np.float64))[::-1]
+    k_lo, k_hi = rank_window if rank_window is not None else (1, None)
+    reasons: dict[str, str] = {}
+    rank_fit = rank_decay_exponent(s, k_lo, k_hi)
+    if rank_fit.reason:
+        reasons["rank_exponent"] = rank_fit.reason
+    esd = None
+    n_pos = int((s > 0).sum())
+    if n_pos == 0:
+        reasons["esd_alpha"] = "all singular values are zero"
+    elif n_pos < MIN_EIGS_FOR_FIT:
+        reasons["esd_alpha"] = f"only {n_pos} positive eigenvalues; a power-law fit needs {MIN_EIGS_FOR_FIT}"
+    else:
+        esd = fit_esd_powerlaw(s)
+    ahat = alpha_hat(esd.alpha, s[0] ** 2) if esd is not None else math.nan
+    return SpectralSummary(
+        shape=tuple(int(n) for n in shape),
+        singular_values=s.astype(np.float32),
+        sigma_max=float(s[0]),
+        sigma_min=float(s[-1]),
+        stable_rank=float(_stable_rank(jnp.asarray(s, jnp.float32))),
+        effective_rank=float(_effective_rank(jnp.asarray(s, jnp.float32))),
+        participation_ratio=float(_participation_ratio(jnp.asarray(s, jnp.float32))),
+        rank_fit=rank_fit,
+        esd=esd,
+        alpha_hat=ahat,
+        reasons=reasons,
+    )
+
+
+def summarize(
+    W: Float[Array, "V d"] | np.ndarray,
+    *,
+    method: str = "auto",
+    rank_window: tuple[int, int | None] | None = None,
+) -> SpectralSummary:
+    """All spectral measures of ``W`` as one typed result (:class:`SpectralSummary`).
+
+    ``rank_window = (k_lo, k_hi)`` sets the window of the rank-decay fit (default: every nonzero σ).
+    An all-zero matrix gives stable rank 0, effective rank 0 and NaN exponents with reasons.
+    """
+    s = singular_values(W, method)
+    return summarize_spectrum(s, tuple(W.shape), rank_window=rank_window)
+
