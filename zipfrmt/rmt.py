@@ -1,0 +1,882 @@
+"""Random-matrix predictions for a V×d matrix plus noise: Marchenko–Pastur, spiked model, Dozier–Silverstein.
+
+Conventions (DESIGN.md): ``W`` is ``V×d`` with rows = tokens, unnormalised; the noise ``E`` (e.g. the
+quantization error ``Q_b(W) − W`` under the Widrow model) has i.i.d. entries of variance ``s² = noise_var``.
+Singular values ``σ_1 ≥ … ≥ σ_r``, ``r = min(V, d)``. The aspect ratio is ``γ = d/V``; every function accepts
+``d > V`` too.
+
+Which variable each density is of — one choice throughout the module:
+
+* ``x = λ/V``, where ``λ = σ²`` are the ``d`` eigenvalues of ``WᵀW`` (equivalently the eigenvalues of the
+  ``d×d`` matrix ``WᵀW/V``). ``mp_density``, ``mp_cdf``, ``mp_quantiles``, ``limiting_spectrum`` are all laws
+  of ``x``. To change variable: ``ρ_λ(λ) = ρ(λ/V)/V`` and ``ρ_σ(σ) = ρ(σ²/V)·2σ/V``.
+* When ``d > V`` the ``d×d`` matrix ``WᵀW`` has rank ``V``: the law of ``x`` has an atom of mass
+  ``1 − V/d`` at 0. Densities here are the absolutely continuous part (integrating to ``min(1, V/d)``); CDFs
+  and quantiles include the atom.
+* Singular values are unnormalised: the pure-noise bulk is ``s|√V − √d| … s(√V + √d)``.
+
+Sources: Marchenko & Pastur (1967), "Distribution of eigenvalues for some sets of random matrices",
+Math. USSR Sbornik; Benaych-Georges & Nadakuditi (2012), "The singular values and vectors of low rank
+perturbations of large rectangular random matrices", J. Multivariate Anal. 111 (BGN); Dozier & Silverstein
+(2007), "On the empirical distribution of eigenvalues of large dimensional information-plus-noise-type
+matrices", J. Multivariate Anal. 98 (DS).
+
+Everything is computed in float64 (``jax.enable_x64`` is switched on locally inside each public function,
+never globally) and returned in JAX's default precision: float32 / complex64 unless the user has enabled x64
+globally (float64 arrays leaking out of the local x64 scope would be truncated, with warnings, by later JAX
+operations). Scalars (edges, thresholds, ranks) are Python floats computed in float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Complex, Float, Int
+
+from zipfrmt._validate import check_choice, check_float_array, check_int, check_number, describe
+from zipfrmt.spectra import RankDecayFit, effective_rank, rank_decay_exponent
+
+__all__ = [
+    "ConvergenceWarning",
+    "DSResult",
+    "MPEdges",
+    "QuantizedPrediction",
+    "SpikedOverlaps",
+    "detection_threshold",
+    "dozier_silverstein_density",
+    "limiting_spectrum",
+    "mp_cdf",
+    "mp_density",
+    "mp_edges",
+    "mp_quantiles",
+    "mp_typical_singular_values",
+    "predict_quantized",
+    "predict_quantized_bussgang",
+    "predict_top_singular_values",
+    "spiked_overlaps",
+    "spiked_singular_value",
+]
+
+#: Relative tolerance on "descending" for a spectrum given as input (float32 round-off in an SVD).
+_DESC_RTOL = 1e-6
+#: Factor by which the imaginary part η shrinks per iteration during the continuation of the DS solver.
+_ETA_DECAY = 0.5
+#: Default η of the DS solver, relative to the noise bulk's scale s²(1 + √c)² (not the signal's: a large
+#: spike must not smooth the bulk).
+_ETA_REL = 1e-6
+#: Grid sizes (least, most) for the Dozier–Silverstein quantiles of ``predict_quantized(bulk=...)``.
+_DS_QUANTILE_GRID, _DS_QUANTILE_GRID_MAX = 4096, 32768
+#: Half-width, in units of s, kept clear around an outlier's island when cutting the DS quantile grid.
+_ISLAND = 6.0
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """The Dozier–Silverstein fixed point did not reach its tolerance; the result is reported, but suspect."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation at the public boundary
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _out(tree: Any) -> Any:
+    """Casts every array of a result (computed under x64) to the default precision outside that scope."""
+    return jax.tree.map(lambda a: a.astype(jax.dtypes.canonicalize_dtype(a.dtype)), tree)
+
+
+def _check_shape(V: Any, d: Any) -> tuple[int, int]:
+    return check_int(V, "V", lo=1), check_int(d, "d", lo=1)
+
+
+def _check_var(value: Any, name: str, *, positive: bool) -> float:
+    return check_number(value, name, lo=0.0, lo_open=positive)
+
+
+def _as_array(x: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
+    """A real array (Python real scalars accepted) checked finite and non-empty, as float64 NumPy."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        x = np.float64(x)
+    return np.asarray(check_float_array(x, name, ndim=ndim), dtype=np.float64)
+
+
+def _check_nonnegative(x: np.ndarray, name: str, what: str) -> None:
+    if (x < 0).any():
+        raise ValueError(f"{name}: expected non-negative {what}, got min {x.min():g} in {describe(x)}")
+
+
+def _check_spectrum(sigma: Any, name: str, V: int, d: int) -> np.ndarray:
+    """Singular values of a V×d matrix: 1-D, finite, ≥ 0, descending, at most min(V, d) of them."""
+    s = _as_array(sigma, name, ndim=1)
+    _check_nonnegative(s, name, "singular values")
+    if s.size > 1:
+        rise = np.diff(s)
+        tol = _DESC_RTOL * max(float(s[0]), 1e-300)
+        if (rise > tol).any():
+            k = int(np.argmax(rise > tol)) + 1
+            raise ValueError(
+                f"{name}: expected singular values in descending order, got σ_{k} = {s[k - 1]:g} < σ_{k + 1} = {s[k]:g}"
+            )
+    r = min(V, d)
+    if s.size > r:
+        raise ValueError(
+            f"{name}: expected at most min(V, d) = {r} singular values for a {V}×{d} matrix, got {s.size} "
+            f"(do V and d match the matrix the spectrum came from?)"
+        )
+    return s
+
+
+def _check_grid(x_grid: Any, name: str = "x_grid") -> np.ndarray:
+    return _as_array(x_grid, name, ndim=1)
+
+
+def _check_solver(eta: Any, damping: Any, max_iter: Any, tol: Any) -> tuple[float | None, float, int, float]:
+    eta = None if eta is None else check_number(eta, "eta", lo=0.0, lo_open=True)
+    damping = check_number(damping, "damping", lo=0.0, hi=1.0, lo_open=True)
+    max_iter = check_int(max_iter, "max_iter", lo=1)
+    tol = check_number(tol, "tol", lo=0.0, lo_open=True)
+    return eta, damping, max_iter, tol
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Marchenko–Pastur
+# ---------------------------------------------------------------------------------------------------------
+
+
+class MPEdges(NamedTuple):
+    """Edges of the Marchenko–Pastur bulk of a pure-noise V×d matrix with entries of variance s².
+
+    Attributes:
+      sigma_lo, sigma_hi: singular-value edges ``s|√V − √d|``, ``s(√V + √d)`` (unnormalised).
+      lambda_lo, lambda_hi: eigenvalue edges of ``EᵀE``, ``λ = σ²``: ``s²(√V ∓ √d)²``.
+      x_lo, x_hi: edges of ``x = λ/V``, the variable of :func:`mp_density`: ``s²(1 ∓ √γ)²``, ``γ = d/V``.
+      atom: mass of the atom of the law of ``x`` at 0, ``max(0, 1 − V/d)`` (``d > V``: ``EᵀE`` is rank V).
+    """
+
+    sigma_lo: float
+    sigma_hi: float
+    lambda_lo: float
+    lambda_hi: float
+    x_lo: float
+    x_hi: float
+    atom: float
+
+
+def mp_edges(V: int, d: int, noise_var: float) -> MPEdges:
+    """Marchenko–Pastur bulk edges for V×d noise of entry variance ``noise_var = s²`` (Marchenko–Pastur 1967).
+
+    ``σ± = s(√V ± √d)`` (the lower one as ``s|√V − √d|``, so any aspect ratio works), ``λ± = σ±²``,
+    ``x± = λ±/V = s²(1 ± √γ)²`` with ``γ = d/V``. For ``d > V`` the ``d − V`` zero eigenvalues of ``EᵀE`` form
+    an atom of mass ``1 − V/d`` at ``x = 0``, reported as ``atom``; the edges are those of the nonzero part.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=False)
+    s = math.sqrt(s2)
+    lo, hi = s * abs(math.sqrt(V) - math.sqrt(d)), s * (math.sqrt(V) + math.sqrt(d))
+    return MPEdges(lo, hi, lo * lo, hi * hi, lo * lo / V, hi * hi / V, max(0.0, 1.0 - V / d))
+
+
+@jax.jit
+def _mp_density(x: Float[Array, "*s"], gamma: Float[Array, ""], s2: Float[Array, ""]) -> Float[Array, "*s"]:
+    rg = jnp.sqrt(gamma)
+    x_lo, x_hi = s2 * (1 - rg) ** 2, s2 * (1 + rg) ** 2
+    inside = (x > x_lo) & (x < x_hi)
+    xs = jnp.where(inside, x, 0.5 * (x_lo + x_hi))
+    rho = jnp.sqrt((x_hi - xs) * (xs - x_lo)) / (2 * jnp.pi * s2 * gamma * xs)
+    return jnp.where(inside, rho, 0.0)
+
+
+@jax.jit
+def _mp_cont_cdf_theta(theta: Float[Array, "*s"], gamma: Float[Array, ""], s2: Float[Array, ""]) -> Float[Array, "*s"]:
+    """Mass of the continuous MP part on [x₋, x], in the angle ``x = a − b cos θ``, θ ∈ [0, π].
+
+    With ``a = s²(1+γ)``, ``b = 2s²√γ``: ``√((x₊−x)(x−x₋)) = b sin θ`` and the integral of the density is
+    ``[b sin θ + a θ − 2s²|1−γ| atan2((1+√γ) sin(θ/2), |1−√γ| cos(θ/2))] / (2π s² γ)``, which is
+    ``min(1, 1/γ)`` at θ = π (atan2 keeps γ = 1 finite).
+    """
+    rg = jnp.sqrt(gamma)
+    a, b = s2 * (1 + gamma), 2 * s2 * rg
+    arc = jnp.arctan2((1 + rg) * jnp.sin(theta / 2), jnp.abs(1 - rg) * jnp.cos(theta / 2))
+    return (b * jnp.sin(theta) + a * theta - 2 * s2 * jnp.abs(1 - gamma) * arc) / (2 * jnp.pi * s2 * gamma)
+
+
+@jax.jit
+def _mp_cdf(x: Float[Array, "*s"], gamma: Float[Array, ""], s2: Float[Array, ""]) -> Float[Array, "*s"]:
+    a, b = s2 * (1 + gamma), 2 * s2 * jnp.sqrt(gamma)
+    theta = jnp.arccos(jnp.clip((a - x) / b, -1.0, 1.0))
+    atom = jnp.maximum(0.0, 1.0 - 1.0 / gamma)
+    return jnp.where(x < 0, 0.0, atom + _mp_cont_cdf_theta(theta, gamma, s2))
+
+
+@jax.jit
+def _mp_quantiles(p: Float[Array, "*s"], gamma: Float[Array, ""], s2: Float[Array, ""]) -> Float[Array, "*s"]:
+    """Inverse of :func:`_mp_cdf` by bisection on θ (the continuous CDF is monotone in θ ∈ [0, π])."""
+    a, b = s2 * (1 + gamma), 2 * s2 * jnp.sqrt(gamma)
+    atom = jnp.maximum(0.0, 1.0 - 1.0 / gamma)
+    target = p - atom
+
+    def step(_: int, bracket: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        below = _mp_cont_cdf_theta(mid, gamma, s2) < target
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, 64, step, (jnp.zeros_like(p), jnp.full_like(p, jnp.pi)))
+    x = a - b * jnp.cos(0.5 * (lo + hi))
+    return jnp.where(target <= 0, 0.0, x)
+
+
+def mp_density(x: Float[Array, "*s"], V: int, d: int, noise_var: float) -> Float[Array, "*s"]:
+    """Marchenko–Pastur density of ``x = λ/V``, λ the eigenvalues of ``EᵀE`` for V×d noise of variance s².
+
+    ``ρ(x) = √((x₊ − x)(x − x₋)) / (2π s² γ x)`` on ``[x₋, x₊]``, ``x± = s²(1 ± √γ)²``, ``γ = d/V``
+    (Marchenko & Pastur 1967). It integrates to 1 for ``γ ≤ 1``; for ``γ > 1`` it is the continuous part, of
+    mass ``1/γ = V/d``, and the law has in addition an atom of mass ``1 − V/d`` at 0 (:func:`mp_edges`).
+
+    Args:
+      x: points (any shape, finite) at which to evaluate.
+      V, d: the matrix shape (rows = tokens); any aspect ratio.
+      noise_var: entry variance ``s² > 0``.
+    Returns:
+      The density at ``x`` (float64, same shape), 0 outside the bulk.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=True)
+    xs = _as_array(x, "x")
+    with jax.enable_x64(True):
+        out = _mp_density(jnp.asarray(xs), jnp.float64(d / V), jnp.float64(s2))
+    return _out(out)
+
+
+def mp_cdf(x: Float[Array, "*s"], V: int, d: int, noise_var: float) -> Float[Array, "*s"]:
+    """Marchenko–Pastur CDF of ``x = λ/V`` (the law of :func:`mp_density`), with the atom at 0 when d > V.
+
+    Closed form: with ``x = a − b cos θ``, ``a = s²(1+γ)``, ``b = 2s²√γ``,
+    ``F(x) = (1 − 1/γ)₊ + [b sin θ + a θ − 2s²|1−γ| atan(√((a+b)/(a−b)) tan(θ/2))] / (2π s² γ)`` for x ≥ 0.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=True)
+    xs = _as_array(x, "x")
+    with jax.enable_x64(True):
+        out = _mp_cdf(jnp.asarray(xs), jnp.float64(d / V), jnp.float64(s2))
+    return _out(out)
+
+
+def mp_quantiles(p: Float[Array, "*s"], V: int, d: int, noise_var: float) -> Float[Array, "*s"]:
+    """Quantiles of the Marchenko–Pastur law of ``x = λ/V``: the smallest x with ``F(x) ≥ p``, p ∈ [0, 1].
+
+    Inverts the closed-form :func:`mp_cdf` by 64 bisection steps on the angle θ (exact to float64). For d > V,
+    ``p ≤ 1 − V/d`` gives 0 (the atom). To compare a sorted empirical spectrum ``x_(1) ≤ … ≤ x_(n)`` with MP,
+    use ``p_i = (i − ½)/n`` (or :func:`mp_typical_singular_values` for singular values directly).
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=True)
+    ps = _as_array(p, "p")
+    if ((ps < 0) | (ps > 1)).any():
+        raise ValueError(f"p: expected probabilities in [0, 1], got range [{ps.min():g}, {ps.max():g}]")
+    with jax.enable_x64(True):
+        out = _mp_quantiles(jnp.asarray(ps), jnp.float64(d / V), jnp.float64(s2))
+    return _out(out)
+
+
+def mp_typical_singular_values(V: int, d: int, noise_var: float) -> Float[Array, " r"]:
+    """Typical descending singular values of V×d noise: ``σ_i = √(V · Q(1 − (i − ½)/d))``, i = 1..min(V, d).
+
+    ``Q`` is :func:`mp_quantiles`: the i-th largest of the d eigenvalues of ``EᵀE/V`` sits at probability
+    level ``1 − (i − ½)/d``; for d > V only the top V are nonzero, and these levels stay above the atom at 0.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=True)
+    with jax.enable_x64(True):
+        out = _mp_typical(V, d, s2)
+    return _out(out)
+
+
+def _mp_typical(V: int, d: int, s2: float) -> Float[Array, " r"]:
+    i = jnp.arange(1, min(V, d) + 1, dtype=jnp.float64)
+    x = _mp_quantiles(1.0 - (i - 0.5) / d, jnp.float64(d / V), jnp.float64(s2))
+    return jnp.sqrt(V * x)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spiked (information-plus-noise, finite rank) model — Benaych-Georges & Nadakuditi 2012
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _threshold(V: int, d: int, s2: float) -> float:
+    return math.sqrt(s2) * (V * d) ** 0.25
+
+
+@jax.jit
+def _spiked_map(theta: Float[Array, "*s"], V: Any, d: Any, s2: Float[Array, ""]) -> Float[Array, "*s"]:
+    above = theta > jnp.sqrt(s2) * (V * d) ** 0.25
+    th = jnp.where(above, theta, 1.0)
+    value = jnp.sqrt((th**2 + s2 * V) * (th**2 + s2 * d)) / th
+    return jnp.where(above, value, jnp.sqrt(s2) * (jnp.sqrt(V) + jnp.sqrt(d)))
+
+
+def detection_threshold(V: int, d: int, noise_var: float) -> float:
+    """BGN detection threshold ``θ_c = s (V d)^(1/4)``: a signal singular value separates iff θ > θ_c.
+
+    It is in signal units: the observed image of θ_c under :func:`spiked_singular_value` is the bulk edge
+    ``s(√V + √d)``, so count observed singular values above the edge to compare with the truncation index.
+    """
+    V, d = _check_shape(V, d)
+    return _threshold(V, d, _check_var(noise_var, "noise_var", positive=False))
+
+
+def spiked_singular_value(theta: Float[Array, "*s"], V: int, d: int, noise_var: float) -> Float[Array, "*s"]:
+    """Limit of the observed singular value of ``θ u vᵀ + E`` (E: V×d, entries of variance s²), BGN 2012.
+
+    ``σ̃(θ) = √((θ² + s²V)(θ² + s²d)) / θ`` for ``θ > θ_c = s(Vd)^(1/4)``, and the bulk edge ``s(√V + √d)``
+    otherwise (BGN Section 3.1, Gaussian rectangular case, rescaled from their ``n×m`` noise of variance 1/m:
+    ``θ̄ = θ/(s√max(V, d))``, ``c = min(V, d)/max(V, d)``, ``σ̄ = √((1+θ̄²)(c+θ̄²))/θ̄``; the result is
+    symmetric in V and d). Increasing in θ above θ_c, equal to the edge at θ_c. Elementwise over ``theta``.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=False)
+    th = _as_array(theta, "theta")
+    _check_nonnegative(th, "theta", "signal singular values")
+    with jax.enable_x64(True):
+        out = _spiked_map(jnp.asarray(th), float(V), float(d), jnp.float64(s2))
+    return _out(out)
+
+
+class SpikedOverlaps(NamedTuple):
+    """Squared cosines between a signal's singular vectors and the observed ones (limits, BGN 2012).
+
+    Attributes:
+      row: ``|⟨u, ũ⟩|²`` for the left singular vectors, in R^V (the token / row side).
+      column: ``|⟨v, ṽ⟩|²`` for the right singular vectors, in R^d (the feature / column side).
+    """
+
+    row: Float[Array, "*s"]
+    column: Float[Array, "*s"]
+
+
+@jax.jit
+def _overlaps(theta: Float[Array, "*s"], V: Any, d: Any, s2: Float[Array, ""]) -> SpikedOverlaps:
+    th2 = theta**2
+    num = th2**2 - s2**2 * V * d
+    above = num > 0
+    den_row = th2 * (th2 + s2 * V)
+    den_col = th2 * (th2 + s2 * d)
+    row = jnp.where(above, num / jnp.where(above, den_row, 1.0), 0.0)
+    col = jnp.where(above, num / jnp.where(above, den_col, 1.0), 0.0)
+    return SpikedOverlaps(row, col)
+
+
+def spiked_overlaps(theta: Float[Array, "*s"], V: int, d: int, noise_var: float) -> SpikedOverlaps:
+    """Singular-vector overlaps of a spike θ in V×d noise of variance s² (BGN 2012, Section 3.1).
+
+    With ``θ̄ = θ/(s√V)`` and ``c = d/V`` (any c > 0), above the threshold ``θ̄⁴ > c``:
+
+    * column side (right vectors, R^d):
+      ``|⟨v, ṽ⟩|² = 1 − c(1 + θ̄²)/(θ̄²(θ̄² + c)) = (θ⁴ − s⁴Vd)/(θ²(θ² + s²d))``
+    * row side (left vectors, R^V):
+      ``|⟨u, ũ⟩|² = 1 − (c + θ̄²)/(θ̄²(θ̄² + 1)) = (θ⁴ − s⁴Vd)/(θ²(θ² + s²V))``
+
+    and 0 at or below it. (BGN state them for an ``n×m`` noise, ``n ≤ m``, ``c = n/m``: their ``u`` is on
+    the short side and their ``v`` on the long side; written in θ, s², V, d as above the two formulas hold for
+    either orientation.) The longer side has the smaller overlap.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=False)
+    th = _as_array(theta, "theta")
+    _check_nonnegative(th, "theta", "signal singular values")
+    with jax.enable_x64(True):
+        out = _overlaps(jnp.asarray(th), float(V), float(d), jnp.float64(s2))
+    return _out(out)
+
+
+def predict_top_singular_values(sigma: Float[Array, " k"], V: int, d: int, noise_var: float) -> Float[Array, " k"]:
+    """Observed spectrum of ``signal + noise`` predicted value by value with the spiked map (BGN 2012).
+
+    Each signal singular value σ_k is mapped independently by :func:`spiked_singular_value`: those above
+    ``θ_c = s(Vd)^(1/4)`` move out to ``√((σ_k² + s²V)(σ_k² + s²d))/σ_k``, the rest stick to the bulk edge
+    ``s(√V + √d)``. Exact for a fixed number of spikes as V, d → ∞; for a whole power-law spectrum it is the
+    leading-order prediction of the separated top values (the bulk itself is :func:`limiting_spectrum`).
+
+    Args:
+      sigma: signal singular values, descending, at most ``min(V, d)`` of them.
+    Returns:
+      The predicted observed values, descending, same length.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=False)
+    s = _check_spectrum(sigma, "sigma", V, d)
+    with jax.enable_x64(True):
+        out = _spiked_map(jnp.asarray(s), float(V), float(d), jnp.float64(s2))
+    return _out(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dozier–Silverstein: the full limiting spectrum of information-plus-noise matrices
+# ---------------------------------------------------------------------------------------------------------
+
+
+class DSResult(NamedTuple):
+    """Solution of the Dozier–Silverstein fixed point on a grid.
+
+    Attributes:
+      density: the density at each grid point, ``Im m(x + iη)/π`` (continuous part; ≥ 0).
+      m: the Stieltjes transform ``m(z) = ∫ dF(λ)/(λ − z)`` of the whole law (atom included) at ``x + iη``.
+      residual: relative residual ``|m − f(m)|/|m|`` of the fixed-point equation at each grid point.
+      iterations: number of solver iterations (continuation steps included).
+      converged: whether every grid point reached ``residual ≤ tol`` at the final η.
+    """
+
+    density: Float[Array, " g"]
+    m: Complex[Array, " g"]
+    residual: Float[Array, " g"]
+    iterations: Int[Array, ""]
+    converged: Bool[Array, ""]
+
+
+def _ds_map(
+    m: Complex[Array, " g"],
+    z: Complex[Array, " g"],
+    t: Float[Array, " k"],
+    w: Float[Array, " k"],
+    c: Float[Array, ""],
+    s2: Float[Array, ""],
+) -> tuple[Complex[Array, " g"], Complex[Array, " g"]]:
+    """``f(m) = Σ_k w_k / D_k`` with ``D_k = t_k/a − a z + s²(1 − c)``, ``a = 1 + s²cm``, and ``f'(m)``.
+
+    ``dD_k/dm = −s²c (t_k/a² + z)``, so ``f'(m) = s²c (Σ_k w_k t_k/D_k² / a² + z Σ_k w_k/D_k²)``: one complex
+    division per (grid point, signal value) and three contractions with the weights.
+    """
+    a = 1.0 + s2 * c * m
+    inv_a = 1.0 / a
+    inv = 1.0 / (t[None, :] * inv_a[:, None] + (s2 * (1.0 - c) - a * z)[:, None])
+    f = inv @ w
+    sq = (inv * inv) @ jnp.stack([w * t, w], axis=1)
+    return f, s2 * c * (sq[:, 0] * inv_a**2 + z * sq[:, 1])
+
+
+@jax.jit
+def _ds_solve(
+    x: Float[Array, " g"],
+    t: Float[Array, " k"],
+    w: Float[Array, " k"],
+    c: Float[Array, ""],
+    s2: Float[Array, ""],
+    eta: Float[Array, ""],
+    damping: Float[Array, ""],
+    tol: Float[Array, ""],
+    max_iter: Int[Array, ""],
+) -> tuple[Complex[Array, " g"], Float[Array, " g"], Int[Array, ""], Bool[Array, ""]]:
+    """Newton iteration with η-continuation for the DS fixed point, vectorised over the grid ``x``.
+
+    η starts at the support scale ``(√t_max + s(1+√c))²`` (where the map is a strong contraction and
+    ``m = −1/z`` is a good start) and halves every iteration down to ``eta``; each iteration takes one Newton
+    step on ``F(m) = m − f(m)`` from the previous solution, so every grid point follows the physical branch
+    (``Im m > 0``) continuously. A Newton step that leaves the upper half-plane or is not finite is replaced
+    by the damped fixed-point step ``m + damping·(f(m) − m)``.
+    """
+    eta0 = jnp.maximum((jnp.sqrt(jnp.max(t)) + jnp.sqrt(s2) * (1 + jnp.sqrt(c))) ** 2, eta)
+
+    def eta_at(it: jax.Array) -> jax.Array:
+        return jnp.maximum(eta, eta0 * _ETA_DECAY ** (it + 1).astype(x.dtype))
+
+    def body(state: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        it, m, _ = state
+        e = eta_at(it)
+        z = x + 1j * e
+        f, fp = _ds_map(m, z, t, w, c, s2)
+        newton = m - (m - f) / (1.0 - fp)
+        ok = jnp.isfinite(newton) & (newton.imag > 0)
+        m_next = jnp.where(ok, newton, m + damping * (f - m))
+        res = jnp.abs(m - f) / jnp.abs(m)
+        done = (e <= eta) & jnp.all(res <= tol)
+        return it + 1, m_next, done
+
+    def cond(state: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+        it, _, done = state
+        return (it < max_iter) & ~done
+
+    m0 = -1.0 / (x + 1j * eta0)
+    it, m, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0), m0, jnp.asarray(False)))
+    z = x + 1j * eta
+    f, _ = _ds_map(m, z, t, w, c, s2)
+    res = jnp.abs(m - f) / jnp.abs(m)
+    converged = (eta_at(it - 1) <= eta) & jnp.all(res <= tol)
+    return m, res, it, converged
+
+
+def _ds_core(
+    x: np.ndarray,
+    t: np.ndarray,
+    c: float,
+    s2: float,
+    eta: float | None,
+    damping: float,
+    max_iter: int,
+    tol: float,
+    caller: str,
+) -> DSResult:
+    """Reduces to ``c ≤ 1`` (no atom) and solves; ``t`` are the n signal eigenvalues, ``c = n/N``.
+
+    For c > 1 the roles of n and N swap: ``C' = (1/n) Y*Y`` (N×N) has ratio ``1/c``, signal eigenvalues
+    ``t_k/c`` (each of weight ``1/N = c/n``, the other ``N − r`` zero) and the nonzero eigenvalues of C are
+    ``c`` times those of C'; hence ``m_C(z) = m_{C'}(z/c)/c² − (1 − 1/c)/z`` and ``ρ_C(x) = ρ_{C'}(x/c)/c²``.
+    Zero signal eigenvalues are merged into one atom of H in either case.
+    """
+    n = t.size
+    nonzero = t[t > 0]
+    r = nonzero.size
+    eta = _ETA_REL * s2 * (1 + math.sqrt(c)) ** 2 if eta is None else eta
+    if c <= 1:
+        tt, ww, cc, xx, ee, rescale = nonzero, np.full(r, 1.0 / n), c, x, eta, 1.0
+    else:
+        big_n = n / c
+        tt, ww, cc, xx, ee, rescale = nonzero / c, np.full(r, 1.0 / big_n), 1.0 / c, x / c, eta / c, c
+    tt = np.append(tt, 0.0)
+    ww = np.append(ww, max(0.0, 1.0 - ww.sum()))
+    with jax.enable_x64(True):
+        m, res, it, conv = _ds_solve(
+            jnp.asarray(xx),
+            jnp.asarray(tt),
+            jnp.asarray(ww),
+            jnp.float64(cc),
+            jnp.float64(s2),
+            jnp.float64(ee),
+            jnp.float64(damping),
+            jnp.float64(tol),
+            jnp.asarray(max_iter),
+        )
+        density = jnp.maximum(m.imag, 0.0) / (jnp.pi * rescale**2)
+        if c > 1:
+            z = jnp.asarray(x) + 1j * eta
+            m = m / c**2 - (1.0 - 1.0 / c) / z
+        result = DSResult(density, m, res, it, conv)
+    if not bool(conv):
+        res_np = np.asarray(res)
+        worst = int(np.argmax(res_np))
+        warnings.warn(
+            f"{caller}: the Dozier–Silverstein fixed point did not converge in {int(it)} iterations "
+            f"(max_iter={max_iter}): max relative residual {res_np[worst]:.3g} > tol={tol:g}, at "
+            f"x = {x[worst]:.6g}; the density there is unreliable. Raise max_iter (or eta).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return _out(result)
+
+
+def dozier_silverstein_density(
+    x_grid: Float[Array, " g"],
+    signal_eigs: Float[Array, " n"],
+    c: float,
+    noise_var: float,
+    *,
+    eta: float | None = None,
+    damping: float = 0.5,
+    max_iter: int = 200,
+    tol: float = 1e-10,
+) -> DSResult:
+    """Limiting eigenvalue density of ``C = (1/N)(R + σX)(R + σX)*`` (Dozier & Silverstein 2007).
+
+    R is n×N, X is n×N with i.i.d. standardised entries, ``c = n/N``, ``σ² = noise_var``, and H is the
+    spectral distribution of ``(1/N) R R*``, given here as its n eigenvalues ``signal_eigs`` (equal weights).
+    The Stieltjes transform ``m(z) = ∫ dF(λ)/(λ − z)`` of the limit of the ESD of C solves
+
+        m = ∫ dH(t) / [ t/(1 + σ²cm) − (1 + σ²cm) z + σ²(1 − c) ],
+
+    and the density is ``Im m(x + i0)/π``. It is evaluated at ``z = x + iη`` (a Poisson smoothing of width
+    η, negligible for the default below), solved for every grid point at once by Newton steps along a
+    continuation from the support scale ``(√t_max + σ(1+√c))²`` down to ``eta``, always on the branch
+    ``Im m > 0``. For c > 1 the law has an atom of mass ``1 − 1/c`` at 0: the problem is solved in the swapped
+    (N×N, ratio 1/c) form, ``density`` is the continuous part (mass 1/c) and ``m`` includes the atom.
+
+    Args:
+      x_grid: points at which to evaluate the density (1-D).
+      signal_eigs: the n eigenvalues of ``(1/N) R R*`` (≥ 0, any order); at most ``N = n/c`` are nonzero.
+      c: ``n/N`` > 0.
+      noise_var: ``σ² > 0``.
+      eta: imaginary part of z (same units as x); default ``10⁻⁶ σ²(1 + √c)²``, a millionth of the noise
+        bulk's scale (the finest structure: the bulk and the O(σ)-wide islands of outliers).
+      damping: step of the fallback fixed-point iteration, in (0, 1].
+      max_iter: iteration cap (the continuation takes about log2(scale/η), 20–50, of them).
+      tol: relative residual ``|m − f(m)|/|m|`` required at every grid point.
+    Returns:
+      A :class:`DSResult`. If the tolerance is not met a :class:`ConvergenceWarning` names the max residual.
+    """
+    x = _check_grid(x_grid)
+    t = _as_array(signal_eigs, "signal_eigs", ndim=1)
+    _check_nonnegative(t, "signal_eigs", "eigenvalues")
+    c = check_number(c, "c", lo=0.0, lo_open=True)
+    s2 = _check_var(noise_var, "noise_var", positive=True)
+    eta, damping, max_iter, tol = _check_solver(eta, damping, max_iter, tol)
+    n, r = t.size, int((t > 0).sum())
+    if r * c > n * (1 + 1e-9):
+        raise ValueError(
+            f"c: expected c ≤ n / rank = {n}/{r} = {n / r:g} (an n×N signal with N = n/c has rank at most "
+            f"N), got c = {c:g}, i.e. N = {n / c:g} < {r} nonzero signal_eigs"
+        )
+    return _ds_core(x, t, c, s2, eta, damping, max_iter, tol, "dozier_silverstein_density")
+
+
+def limiting_spectrum(
+    signal_sigma: Float[Array, " k"],
+    V: int,
+    d: int,
+    noise_var: float,
+    x_grid: Float[Array, " g"],
+    *,
+    eta: float | None = None,
+    damping: float = 0.5,
+    max_iter: int = 200,
+    tol: float = 1e-10,
+) -> DSResult:
+    """Limiting density of ``x = λ/V``, λ = σ² the d eigenvalues of ``WᵀW``, for ``W = S + E`` (V×d).
+
+    ``S`` has singular values ``signal_sigma`` (missing ones are 0), ``E`` i.i.d. entries of variance
+    ``s² = noise_var``. Mapping to :func:`dozier_silverstein_density`: ``Y = Wᵀ`` is n×N with ``n = d``,
+    ``N = V``, ``c = d/V``; ``C = (1/V) WᵀW``; ``R = Sᵀ``, so H is the law of the d values ``σ_k²/V``;
+    and ``σ = s``. With zero signal this is :func:`mp_density`. For d > V the law also has an atom of mass
+    ``1 − V/d`` at 0, which ``density`` excludes. Convert with ``ρ_λ(λ) = ρ(λ/V)/V`` or
+    ``ρ_σ(σ) = ρ(σ²/V)·2σ/V``. Solver arguments as in :func:`dozier_silverstein_density`.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=True)
+    s = _check_spectrum(signal_sigma, "signal_sigma", V, d)
+    x = _check_grid(x_grid)
+    eta, damping, max_iter, tol = _check_solver(eta, damping, max_iter, tol)
+    t = np.zeros(d)
+    t[: s.size] = s**2 / V
+    return _ds_core(x, t, d / V, s2, eta, damping, max_iter, tol, "limiting_spectrum")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Predicted spectrum of a quantized matrix
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizedPrediction:
+    """What the full-precision spectrum predicts for ``Q(W) = g·W + noise`` (noise entries of variance s²).
+
+    Attributes:
+      sigma: the predicted singular values of the quantized matrix, descending, ``min(V, d)`` of them.
+      noise_floor: bulk edge ``s(√V + √d)``.
+      threshold: detection threshold ``θ_c = s(Vd)^(1/4)``, in signal units (of ``g·σ``).
+      truncation_index: ``k* = #{k : g·σ_k > θ_c}``, the signal values that survive as outliers.
+      sigma1: ``σ̃_1``, the spiked map of ``g·σ_1`` (the bulk edge when below threshold).
+      stable_rank: ``(g²Σσ_i² + V d s²) / σ̃_1²``, the expected energy over the predicted σ̃_1²
+        (0 if σ̃_1 = 0).
+      effective_rank: effective rank of ``sigma``.
+      decay: rank-decay fit of ``sigma`` (window reported in it).
+      stable_rank_full, effective_rank_full, decay_full: the same measures of the full-precision ``σ``.
+      noise_var: s²; gain: g (1 for the additive model); model: "additive" or "bussgang".
+      bulk: how the bulk of ``sigma`` was predicted, "mp" or "dozier-silverstein".
+      reason: why some measure is undefined (all-zero prediction), else None.
+    """
+
+    sigma: Float[Array, " r"]
+    noise_floor: float
+    threshold: float
+    truncation_index: int
+    sigma1: float
+    stable_rank: float
+    effective_rank: float
+    decay: RankDecayFit
+    stable_rank_full: float
+    effective_rank_full: float
+    decay_full: RankDecayFit
+    noise_var: float
+    gain: float
+    model: str
+    bulk: str
+    reason: str | None = None
+
+
+def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s2: float, caller: str) -> np.ndarray:
+    """Descending ``r = min(V, d)`` singular values at the quantiles ``(i − ½)/r`` of the DS law.
+
+    Outliers far from the bulk form islands only O(s) wide in σ, which a uniform grid over their whole range
+    cannot resolve. So: a cut ``U`` is placed at the first gap of ±``_ISLAND`` s between the spiked-map images
+    ``spikes`` at or above 1.5× the noise floor; the ``j`` outliers above it keep their spiked-map values
+    (BGN is accurate there) and the other ``r − j`` ranks take the quantiles of the DS law on a uniform grid of
+    ``[0, U]`` (spacing s/4, between ``_DS_QUANTILE_GRID`` and ``_DS_QUANTILE_GRID_MAX`` points), normalised
+    over that range.
+    """
+    r = min(V, d)
+    s = math.sqrt(s2)
+    cut = 1.5 * s * (math.sqrt(V) + math.sqrt(d))
+    for v in np.sort(spikes):
+        if abs(v - cut) < _ISLAND * s:
+            cut = v + _ISLAND * s
+    top = np.sort(spikes[spikes > cut])[::-1]
+    n_grid = int(min(max(_DS_QUANTILE_GRID, math.ceil(4 * cut / s)), _DS_QUANTILE_GRID_MAX))
+    du = cut / math.sqrt(V) / n_grid
+    u = (np.arange(n_grid) + 0.5) * du  # midpoints in √x = σ/√V
+    t = np.zeros(d)
+    t[:r] = signal**2 / V
+    res = _ds_core(u**2, t, d / V, s2, None, 0.5, 200, 1e-10, caller)
+    mass = np.asarray(res.density, np.float64) * 2 * u * du  # ρ(x) dx with x = u²
+    cdf = np.concatenate([[0.0], np.cumsum(mass)])
+    cdf /= cdf[-1]
+    n_rest = r - top.size
+    levels = 1.0 - (np.arange(1, n_rest + 1) - 0.5) / n_rest
+    rest = math.sqrt(V) * np.interp(levels, cdf, np.arange(n_grid + 1) * du)
+    return np.concatenate([top, rest])
+
+
+def _predict(
+    sigma: np.ndarray,
+    V: int,
+    d: int,
+    s2: float,
+    gain: float,
+    model: str,
+    bulk: str,
+    rank_window: tuple[int, int | None] | None,
+    caller: str,
+) -> QuantizedPrediction:
+    r = min(V, d)
+    full = np.zeros(r)
+    full[: sigma.size] = sigma
+    sig = gain * full
+    thr = _threshold(V, d, s2)
+    floor = math.sqrt(s2) * (math.sqrt(V) + math.sqrt(d))
+    k_star = int((sig > thr).sum())
+    with jax.enable_x64(True):
+        mapped = np.asarray(_spiked_map(jnp.asarray(sig), float(V), float(d), jnp.float64(s2)))
+    sigma1 = float(mapped[0])
+    energy = float(np.sum(sig**2)) + V * d * s2
+    if s2 == 0:
+        pred = sig.copy()
+    elif bulk == "mp":
+        with jax.enable_x64(True):
+            typical = np.asarray(_mp_typical(V, d, s2))
+        tail = typical[k_star:]
+        target = energy - float(np.sum(mapped[:k_star] ** 2))
+        tail_energy = float(np.sum(tail**2))
+        if target > 0 and tail_energy > 0:
+            tail = tail * math.sqrt(target / tail_energy)
+        pred = np.concatenate([mapped[:k_star], tail])
+    else:
+        pred = _ds_quantile_sigma(sig, mapped[:k_star], V, d, s2, caller)
+    pred = np.sort(pred)[::-1]
+    k_lo, k_hi = rank_window if rank_window is not None else (1, None)
+    reason = None if pred[0] > 0 else "the predicted spectrum is all zero (no signal and no noise)"
+    with jax.enable_x64(True):
+        eff, eff_full = float(effective_rank(pred)), float(effective_rank(full))
+    return QuantizedPrediction(
+        sigma=jnp.asarray(pred),  # default precision: float32 unless x64 is on globally
+        noise_floor=floor,
+        threshold=thr,
+        truncation_index=k_star,
+        sigma1=sigma1,
+        stable_rank=energy / sigma1**2 if sigma1 > 0 else 0.0,
+        effective_rank=eff,
+        decay=rank_decay_exponent(pred, k_lo, k_hi),
+        stable_rank_full=float(np.sum(full**2) / full[0] ** 2) if full[0] > 0 else 0.0,
+        effective_rank_full=eff_full,
+        decay_full=rank_decay_exponent(full, k_lo, k_hi),
+        noise_var=s2,
+        gain=gain,
+        model=model,
+        bulk=bulk,
+        reason=reason,
+    )
+
+
+def _check_window(rank_window: Any, r: int) -> tuple[int, int | None] | None:
+    if rank_window is None:
+        return None
+    if not isinstance(rank_window, tuple) or len(rank_window) != 2:
+        raise TypeError(f"rank_window: expected a tuple (k_lo, k_hi) or None, got {describe(rank_window)}")
+    k_lo = check_int(rank_window[0], "rank_window[0]", lo=1, hi=r)
+    k_hi = None if rank_window[1] is None else check_int(rank_window[1], "rank_window[1]", lo=k_lo, hi=r)
+    return k_lo, k_hi
+
+
+def predict_quantized(
+    sigma: Float[Array, " k"],
+    V: int,
+    d: int,
+    noise_var: float,
+    *,
+    bulk: str = "mp",
+    rank_window: tuple[int, int | None] | None = None,
+) -> QuantizedPrediction:
+    """Predicts the spectrum of ``Q(W) = W + E`` from the full-precision spectrum ``sigma`` of W alone.
+
+    Additive (Widrow) noise model: E has i.i.d. entries of variance ``s² = noise_var`` (``mean(Δ²)/12`` for a
+    uniform quantizer of step Δ), independent of W. It holds when Δ is small against the spread of the entries
+    of its scale group (the ``widrow`` regime of :mod:`zipfrmt.quant`); when most entries round to zero (the
+    ``dead-zone`` regime) use :func:`predict_quantized_bussgang`.
+
+    Predicted (BGN 2012; Marchenko & Pastur 1967; Dozier & Silverstein 2007):
+
+    * noise floor ``s(√V + √d)`` and detection threshold ``θ_c = s(Vd)^(1/4)``;
+    * truncation index ``k* = #{k : σ_k > θ_c}`` and ``σ̃_1 = √((σ_1² + s²V)(σ_1² + s²d))/σ_1``;
+    * stable rank ``(Σσ_i² + V d s²)/σ̃_1²`` — exact expected energy over the predicted top value;
+    * a full predicted spectrum, whose effective rank and rank-decay exponent are reported.
+
+    ``bulk="mp"`` (default): the spiked map for the k* surviving values and, for ranks ``k*+1..min(V, d)``,
+    the typical MP noise singular values at those ranks (:func:`mp_typical_singular_values`) rescaled by one
+    common factor so that the total energy is the exact expectation ``Σσ_i² + V d s²``. The approximation: the
+    sub-threshold signal only adds energy to the bulk without changing its shape, and the spikes are mapped
+    independently (exact for finitely many spikes). If the spikes alone already exceed the total energy (k*
+    close to min(V, d), where this fails) the bulk is left unscaled. ``bulk="dozier-silverstein"`` takes the
+    values from the quantiles ``(i − ½)/r`` of the DS limiting law instead (:func:`limiting_spectrum` on a
+    grid of 4096 or more points), except the outliers far above the bulk (beyond 1.5× the noise floor and a
+    12s-wide gap), whose islands are too narrow for the grid and which keep their spiked-map values. It
+    accounts for the interaction of signal and noise: slower, more accurate when much of the signal sits near
+    the threshold.
+
+    Args:
+      sigma: singular values of the full-precision W, descending, at most ``min(V, d)`` (missing ones are 0).
+      V, d: the shape of W (rows = tokens).
+      noise_var: ``s² ≥ 0`` (0: no noise, the spectrum is unchanged).
+      bulk: "mp" or "dozier-silverstein".
+      rank_window: ``(k_lo, k_hi)`` for both rank-decay fits; default every nonzero value.
+    Returns:
+      A :class:`QuantizedPrediction`. An all-zero prediction gives stable and effective rank 0, NaN exponents
+      and a ``reason``, not an error.
+    """
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=False)
+    s = _check_spectrum(sigma, "sigma", V, d)
+    bulk = check_choice(bulk, "bulk", ("mp", "dozier-silverstein"))
+    window = _check_window(rank_window, min(V, d))
+    return _predict(s, V, d, s2, 1.0, "additive", bulk, window, "predict_quantized")
+
+
+def predict_quantized_bussgang(
+    sigma: Float[Array, " k"],
+    V: int,
+    d: int,
+    gain: float,
+    residual_var: float,
+    *,
+    bulk: str = "mp",
+    rank_window: tuple[int, int | None] | None = None,
+) -> QuantizedPrediction:
+    """Dead-zone-aware prediction with the Bussgang decomposition ``Q(W) = g·W + D``, D uncorrelated with W.
+
+    ``g = ⟨W, Q⟩/⟨W, W⟩`` is the Bussgang gain and ``residual_var`` the per-entry variance of
+    ``D = Q(W) − g·W``, both measured (or modelled) on the quantized matrix. The prediction is that of
+    :func:`predict_quantized` for the signal ``g·σ`` and noise variance ``residual_var``, treating D as i.i.d.
+    noise (it is uncorrelated with W but not independent of it; this is the approximation).
+
+    Where each model applies: the additive (Widrow) model, ``g = 1`` and noise variance ``Δ²/12``, holds when
+    the step Δ is small against the spread of the entries of its scale group; when Δ is large and most entries
+    round to zero (the ``dead-zone`` regime: 2–3 bits on heavy-tailed rows) the error is correlated with W,
+    the additive model fails badly, and the shrinkage ``g < 1`` with the residual D is the right description.
+    ``g = 0`` with ``residual_var = 0`` (everything rounds to 0) predicts the zero matrix.
+    """
+    V, d = _check_shape(V, d)
+    g = check_number(gain, "gain", lo=0.0)
+    s2 = _check_var(residual_var, "residual_var", positive=False)
+    s = _check_spectrum(sigma, "sigma", V, d)
+    bulk = check_choice(bulk, "bulk", ("mp", "dozier-silverstein"))
+    window = _check_window(rank_window, min(V, d))
+    return _predict(s, V, d, s2, g, "bussgang", bulk, window, "predict_quantized_bussgang")
