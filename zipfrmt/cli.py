@@ -1,10 +1,13 @@
-"""The ``zipfrmt`` command.
+"""The ``zipfrmt`` command: spectral flattening of quantized embeddings.
 
-    zipfrmt report [--V 8192] [--d 512] [--exponent 0.5] [--bits 8,6,4,3,2] [--granularity tensor,row,group32]
-                   [--seed 0] [--json OUT.json]
+    zipfrmt report  [--V 8192] [--d 512] [--exponent 0.5] [quantization options]
+    zipfrmt analyze FILE --tensor NAME [--bits 8,6,4,3,2] [--granularity tensor,row,column,group32]
+                    [--rounding nearest] [--json OUT.json] [--plot OUT.png] [--transpose]
+    zipfrmt list    FILE
 
-``report`` builds a synthetic power-law matrix (σ_k = k^(-a), Haar singular vectors), quantizes it at each bit
-width and granularity, and prints the spectral measures beside the noise statistics and regime.
+``report`` analyses a synthetic power-law matrix (σ_k = k^(-a), Haar singular vectors); ``analyze`` a real one
+from a checkpoint. Both quantize at each bit width × granularity × rounding and print the spectral measures of
+the quantized matrix beside the random-matrix prediction, the noise statistics and the regime.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "parse_granularity", "parse_int_list"]
+__all__ = ["build_parser", "main", "print_analysis"]
 
 
 def parse_int_list(text: str, name: str) -> list[int]:
@@ -24,22 +27,14 @@ def parse_int_list(text: str, name: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: expected comma-separated integers, got {text!r}") from None
+        raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from None
     if not values:
-        raise argparse.ArgumentTypeError(f"{name}: expected at least one integer, got {text!r}")
+        raise ValueError(f"{name}: expected at least one integer, got {text!r}")
     return values
 
 
-def parse_granularity(text: str) -> tuple[str, int | None]:
-    """``"row"`` → ``("row", None)``; ``"group32"`` → ``("group", 32)``."""
-    text = text.strip()
-    if text in ("tensor", "row", "column"):
-        return text, None
-    if text.startswith("group") and text[5:].isdigit() and int(text[5:]) > 0:
-        return "group", int(text[5:])
-    raise argparse.ArgumentTypeError(
-        f"--granularity: expected tensor, row, column or groupN (e.g. group32), got {text!r}"
-    )
+def parse_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _fmt(x: Any, width: int = 9) -> str:
@@ -61,13 +56,17 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], 
         print("  ".join(_fmt(row.get(k), w) for (k, _), w in zip(columns, widths, strict=True)), file=out)
 
 
-REPORT_COLUMNS = (
+TABLE_COLUMNS = (
     ("bits", "bits"),
     ("granularity", "granularity"),
+    ("rounding", "rounding"),
     ("stable_rank", "stable_rank"),
+    ("predicted_stable_rank", "predicted"),
     ("effective_rank", "eff_rank"),
     ("rank_exponent", "rank_exp"),
     ("esd_alpha", "esd_alpha"),
+    ("truncation_index", "k*"),
+    ("predicted_truncation_index", "k*_pred"),
     ("rel_error", "rel_error"),
     ("zero_fraction", "zero_frac"),
     ("noise_ratio", "var/model"),
@@ -76,72 +75,149 @@ REPORT_COLUMNS = (
 )
 
 
+def print_analysis(report: dict[str, Any], out: Any = None) -> None:
+    """The human-readable form of an analysis (see :func:`zipfrmt.analyze.analyze_matrix`)."""
+    out = out or sys.stdout
+    fp = report["fp"]
+    V, d = report["shape"]
+    window = fp["rank_window"]
+    print(f"{report['tensor']}: {V} x {d}", file=out)
+    print(f"full precision: stable rank {fp['stable_rank']:.4g}, effective rank {fp['effective_rank']:.4g}, "
+          f"participation ratio {fp['participation_ratio']:.4g}, rank exponent {_fmt(fp['rank_exponent'], 0)} "
+          f"over ranks [{window[0]}, {window[1]}], ESD alpha {_fmt(fp['esd_alpha'], 0)} "
+          f"(x_min {_fmt(fp['esd_xmin'], 0)}, KS {_fmt(fp['esd_ks'], 0)}), "
+          f"sigma {fp['sigma_max']:.4g} .. {fp['sigma_min']:.4g}", file=out)
+    for key, why in fp.get("reasons", {}).items():
+        print(f"  {key} is undefined: {why}", file=out)
+    rows = []
+    for row in report["quantized"]:
+        model = row["noise_var_model"]
+        rows.append({
+            **row,
+            "predicted_stable_rank": row["predicted"]["stable_rank"],
+            "predicted_truncation_index": row["predicted"]["truncation_index"],
+            "noise_ratio": row["noise_var_measured"] / model if model else math.nan,
+        })
+    print_table(rows, TABLE_COLUMNS, out)
+    print("k* = singular values above the noise floor s(sqrt(V)+sqrt(d)); 'predicted' and 'k*_pred' come from the "
+          "full-precision spectrum alone (additive model in the widrow regime, Bussgang model in dead-zone).\n"
+          "regime: 'widrow' = measured noise variance within 5% of the uniform model mean(step^2)/12 and Bussgang "
+          "gain within 0.02 of 1; 'dead-zone' = the additive model does not hold.", file=out)
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="setting", file=sys.stderr, leave=False)
+
+
+def _run_analysis(W: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from zipfrmt import analyze
+
+    bits = parse_int_list(args.bits, "--bits")
+    settings = analyze.settings_grid(bits, parse_list(args.granularity), parse_list(args.rounding))
+    with _progress(len(settings), "quantizing") as bar:
+        report = analyze.analyze_matrix(
+            W, settings, name=name, seed=args.seed, keep_spectra=bool(args.plot),
+            progress=lambda st: (bar.set_postfix_str(f"int{st.bits} {st.granularity_label}"), bar.update()),
+        )
+    print_analysis(report)
+    spectra_arrays = report.pop("spectra", None)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from zipfrmt import plots
+
+        plots.quantized_spectra(spectra_arrays, report, args.plot)
+        print(f"wrote {args.plot}")
+    return report
+
+
+def _check_granularities(text: str) -> None:
+    from zipfrmt import analyze
+
+    for g in parse_list(text):
+        analyze.parse_granularity(g)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import jax
 
-    from zipfrmt import embeddings, quant, spectra
+    from zipfrmt import embeddings
 
-    bits = parse_int_list(args.bits, "--bits")
-    grans = [parse_granularity(g) for g in args.granularity.split(",")]
     if args.V < 2 or args.d < 2:
-        raise SystemExit(f"--V/--d: expected sizes >= 2, got V={args.V}, d={args.d}")
+        raise ValueError(f"--V/--d: expected sizes >= 2, got V={args.V}, d={args.d}")
     if args.exponent <= 0:
-        raise SystemExit(f"--exponent: expected a positive rank-decay exponent a, got {args.exponent}")
+        raise ValueError(f"--exponent: expected a positive rank-decay exponent a, got {args.exponent}")
+    _check_granularities(args.granularity)
+    print(f"zipfrmt report: synthetic matrix with sigma_k = k^(-{args.exponent:g}) and Haar singular vectors "
+          f"(seed {args.seed}); the ESD exponent this implies is alpha = 1 + 1/(2a) = "
+          f"{1 + 1 / (2 * args.exponent):.3f}")
     W = embeddings.power_law_matrix(jax.random.key(args.seed), args.V, args.d, args.exponent)
-    fp = spectra.summarize(W)
-    print(f"zipfrmt report: {args.V}x{args.d} matrix, sigma_k = k^(-{args.exponent:g}), Haar singular vectors "
-          f"(seed {args.seed})")
-    print(f"full precision: stable rank {fp.stable_rank:.4g}, effective rank {fp.effective_rank:.4g}, "
-          f"rank exponent {fp.rank_exponent:.4f} over ranks [{fp.rank_fit.k_lo}, {fp.rank_fit.k_hi}], "
-          f"ESD alpha {fp.esd_alpha:.3f} "
-          f"(predicted 1 + 1/(2a) = {spectra.alpha_from_rank_exponent(args.exponent):.3f})")
-    rows = []
-    for b in bits:
-        for gran, g in grans:
-            r = quant.quantize(W, b, granularity=gran, group_size=g)
-            s = spectra.summarize(r.dequantized)
-            rows.append({
-                "bits": b, "granularity": gran if g is None else f"group{g}",
-                **s.as_dict(), **r.stats(),
-                "noise_ratio": r.noise_var_measured / r.noise_var_model if r.noise_var_model else math.nan,
-            })
-    print_table(rows, REPORT_COLUMNS)
-    print("regime: 'widrow' = additive uniform-noise model holds (measured variance within 5% of mean(step^2)/12 "
-          "and Bussgang gain within 0.02 of 1); 'dead-zone' = it does not.")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"fp": fp.as_dict(), "quantized": rows}, fh, indent=1, default=float)
-        print(f"wrote {args.json}")
+    _run_analysis(W, f"power-law matrix (a={args.exponent:g})", args)
     return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from zipfrmt import embeddings
+
+    _check_granularities(args.granularity)
+    W = embeddings.load_matrix(args.file, tensor=args.tensor, transpose=args.transpose)
+    _run_analysis(W, args.tensor or str(args.file), args)
+    return 0
+
+
+def _add_quant_options(p: argparse.ArgumentParser, granularity: str) -> None:
+    p.add_argument("--bits", default="8,6,4,3,2", help="comma-separated bit widths (default 8,6,4,3,2)")
+    p.add_argument("--granularity", default=granularity,
+                   help=f"comma-separated: tensor, row, column, groupN (default {granularity})")
+    p.add_argument("--rounding", default="nearest", help="comma-separated: nearest, stochastic (default nearest)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the matrix and of stochastic rounding")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the spectra on log-log axes")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zipfrmt", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
     rep = sub.add_parser("report", help="spectral report of a synthetic power-law matrix quantized at several widths")
     rep.add_argument("--V", type=int, default=8192, help="rows (tokens), default 8192")
     rep.add_argument("--d", type=int, default=512, help="columns (features), default 512")
     rep.add_argument("--exponent", type=float, default=0.5, help="rank-decay exponent a of sigma_k = k^(-a)")
-    rep.add_argument("--bits", default="8,6,4,3,2", help="comma-separated bit widths (default 8,6,4,3,2)")
-    rep.add_argument("--granularity", default="tensor,row,group32",
-                     help="comma-separated: tensor, row, column, groupN (default tensor,row,group32)")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--json", default=None, help="also write the results as JSON to this path")
+    _add_quant_options(rep, "tensor,row,group32")
     rep.set_defaults(func=cmd_report)
+
+    ana = sub.add_parser("analyze", help="what b-bit quantization does to the spectrum of a real matrix")
+    ana.add_argument("file", help="a .safetensors, .npz or .npy file")
+    ana.add_argument("--tensor", default=None, help="tensor name (safetensors) or key (npz); see --list")
+    ana.add_argument("--transpose", action="store_true", help="the file stores the matrix as d x V")
+    _add_quant_options(ana, "tensor,row,column,group32")
+    ana.set_defaults(func=cmd_analyze)
+
+    lst = sub.add_parser("list", help="list the tensors of a .safetensors, .npz or .npy file")
+    lst.add_argument("file")
+    lst.set_defaults(func=cmd_list)
     return parser
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from zipfrmt import embeddings
+
+    for name, (shape, dtype) in embeddings.list_tensors(args.file).items():
+        print(f"{name}\t{list(shape)}\t{dtype}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"zipfrmt {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

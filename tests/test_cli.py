@@ -1,0 +1,137 @@
+"""The zipfrmt command: report, analyze and list, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import power_law_np
+from safetensors.numpy import save_file
+
+from zipfrmt import quant, rmt, spectra
+from zipfrmt.analyze import Setting, analyze_matrix
+from zipfrmt.cli import main
+
+FP_KEYS = {"stable_rank", "effective_rank", "participation_ratio", "rank_exponent", "rank_window", "esd_alpha",
+           "esd_xmin", "esd_ks", "sigma_max", "sigma_min"}
+Q_KEYS = {"bits", "granularity", "rounding", "stable_rank", "effective_rank", "rank_exponent", "esd_alpha",
+          "sigma_max", "sigma_min", "rel_error", "zero_fraction", "noise_var_model", "noise_var_measured",
+          "bussgang_gain", "regime", "truncation_index", "predicted"}
+PRED_KEYS = {"stable_rank", "truncation_index", "sigma_max", "model"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small safetensors checkpoint: an embedding, a bias vector and another layer."""
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    W = power_law_np(1500, 96, 0.6, seed=2) * 4.0
+    save_file({"wte.weight": W, "ln.bias": np.zeros(96, np.float32),
+               "h.0.w": np.ones((96, 32), np.float32)}, str(path))
+    return path, W
+
+
+def test_analyze_json_has_every_key_with_the_library_values(checkpoint, tmp_path, capsys):
+    path, W = checkpoint
+    out = tmp_path / "a.json"
+    rc = main(["analyze", str(path), "--tensor", "wte.weight", "--bits", "8,3,2",
+               "--granularity", "tensor,row,group32", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["tensor"] == "wte.weight" and report["shape"] == [1500, 96]
+    assert FP_KEYS <= set(report["fp"])
+    assert len(report["quantized"]) == 9
+    for row in report["quantized"]:
+        assert Q_KEYS <= set(row) and PRED_KEYS <= set(row["predicted"])
+        assert row["predicted"]["model"] in ("additive", "bussgang")
+    # The values are the library's.
+    s = spectra.singular_values(W)
+    fp = spectra.summarize_spectrum(s, W.shape)
+    assert report["fp"]["stable_rank"] == pytest.approx(fp.stable_rank, rel=1e-6)
+    assert report["fp"]["esd_alpha"] == pytest.approx(fp.esd_alpha, rel=1e-6)
+    assert report["fp"]["rank_window"] == [fp.rank_fit.k_lo, fp.rank_fit.k_hi]
+    row = next(r for r in report["quantized"] if r["bits"] == 3 and r["granularity"] == "group32")
+    q = quant.quantize(W, 3, granularity="group", group_size=32)
+    sq = spectra.summarize(q.dequantized)
+    assert row["stable_rank"] == pytest.approx(sq.stable_rank, rel=1e-6)
+    assert row["rank_exponent"] == pytest.approx(sq.rank_exponent, rel=1e-6)
+    assert row["noise_var_model"] == pytest.approx(q.noise_var_model, rel=1e-6)
+    assert row["regime"] == q.regime
+    if row["regime"] == "widrow":
+        pred = rmt.predict_quantized(np.asarray(s, np.float64), 1500, 96, q.noise_var_model)
+        assert row["predicted"]["stable_rank"] == pytest.approx(pred.stable_rank, rel=1e-6)
+        assert row["predicted"]["stable_rank"] == pytest.approx(row["stable_rank"], rel=0.02)
+    printed = capsys.readouterr().out
+    assert "wte.weight: 1500 x 96" in printed and "group32" in printed
+
+
+def test_analyze_plot_writes_png_and_pdf(checkpoint, tmp_path):
+    path, _ = checkpoint
+    png = tmp_path / "spec.png"
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--bits", "4,2", "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and png.with_suffix(".pdf").exists()
+
+
+def test_analyze_unknown_tensor_lists_the_names(checkpoint, capsys):
+    path, _ = checkpoint
+    assert main(["analyze", str(path), "--tensor", "embed"]) == 2
+    err = capsys.readouterr().err
+    assert "embed" in err and "wte.weight" in err and "h.0.w" in err
+
+
+def test_analyze_rejects_a_vector_and_a_missing_file(checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    assert main(["analyze", str(path), "--tensor", "ln.bias"]) == 2
+    assert "ln.bias" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "nope.safetensors"), "--tensor", "x"]) == 2
+    assert "nope.safetensors" in capsys.readouterr().err
+
+
+def test_bad_options_are_named(checkpoint, capsys):
+    path, _ = checkpoint
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--granularity", "block8"]) == 2
+    assert "granularity" in capsys.readouterr().err
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--bits", "4,x"]) == 2
+    assert "--bits" in capsys.readouterr().err
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--bits", "0"]) == 2
+    assert "bits" in capsys.readouterr().err
+
+
+def test_list_prints_names_shapes_and_dtypes(checkpoint, capsys):
+    path, _ = checkpoint
+    assert main(["list", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "wte.weight\t[1500, 96]" in out and "ln.bias\t[96]" in out
+
+
+def test_report_is_real_package_output(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["report", "--V", "1024", "--d", "64", "--bits", "8,2", "--granularity", "row",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["fp"]["rank_exponent"] == pytest.approx(0.5, abs=1e-3)
+    eight, two = report["quantized"]
+    assert eight["regime"] == "widrow" and two["regime"] == "dead-zone"
+    assert two["stable_rank"] > eight["stable_rank"]  # the noise floor raises the stable rank
+    assert "dead-zone" in capsys.readouterr().out
+
+
+def test_stochastic_rounding_in_an_analysis_is_reproducible():
+    W = power_law_np(600, 48, 0.5)
+    settings = [Setting(3, "row", None, "stochastic")]
+    a = analyze_matrix(W, settings, seed=1)["quantized"][0]
+    b = analyze_matrix(W, settings, seed=1)["quantized"][0]
+    c = analyze_matrix(W, settings, seed=2)["quantized"][0]
+    assert a["stable_rank"] == b["stable_rank"] and a["stable_rank"] != c["stable_rank"]
+    assert not math.isnan(a["noise_var_measured"])
+
+
+def test_all_zero_tensor_is_reported_not_crashed(tmp_path, capsys):
+    path = tmp_path / "z.npy"
+    np.save(path, np.zeros((64, 16), np.float32))
+    out = tmp_path / "z.json"
+    assert main(["analyze", str(path), "--bits", "4", "--granularity", "row", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["fp"]["stable_rank"] == 0 and report["fp"]["rank_exponent"] is None
+    assert "all singular values are zero" in report["fp"]["reasons"]["rank_exponent"]
