@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from zipfrmt import quant, rmt, spectra
@@ -140,6 +141,7 @@ def analyze_matrix(
         check_int(st.bits, "bits", lo=1, hi=16)
         check_choice(st.rounding, "rounding", quant.ROUNDINGS)
     shape = (int(W.shape[0]), int(W.shape[1]))
+    W = jnp.asarray(W, dtype=jnp.float32)  # one copy on the device, shared by every setting (a memmap is read once)
     s_fp = np.asarray(spectra.singular_values(W), np.float64)
     fp = spectra.summarize_spectrum(s_fp, shape)
     rows, spectra_q = [], []
