@@ -8,6 +8,9 @@ Measurements (one function each; ``main`` runs them in turn):
   1000-value power-law signal spectrum (c = 1/4), against the same algorithm (Newton steps along an
   η-continuation, same tolerance) written in plain NumPy below. Compilation is excluded (one warm-up call);
   times are medians over ``--repeat`` calls.
+* ``bench_verify_quick``: wall time of :func:`zipfrmt.bounds.run_verify` at ``"quick"`` scale (480 points,
+  compilation included, one run whatever ``--repeat``), with the points per second and the number of rigorous
+  violations (0 expected). Goal: at most 3 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -97,8 +100,24 @@ def bench_dozier_silverstein(repeat: int = 5, n_grid: int = 2000, n_signal: int 
     return {"jax_s": jax_s, "numpy_s": numpy_s, "ratio": numpy_s / jax_s, "iterations": int(res.iterations)}
 
 
-#: One entry per measurement; a later ``verify --scale quick`` wall-time measurement goes here.
-MEASUREMENTS: list[Callable[..., dict[str, float]]] = [bench_dozier_silverstein]
+def bench_verify_quick(repeat: int = 1) -> dict[str, float]:
+    """``run_verify("quick")`` end to end: wall time and points per second (``repeat`` is ignored: one run)."""
+    from zipfrmt import bounds
+
+    t0 = time.perf_counter()
+    ds, rows = bounds.run_verify("quick", progress=False)
+    wall = time.perf_counter() - t0
+    points = int(ds["regime"].size)
+    violations = sum(r["violations"] or 0 for r in rows if r["kind"] == "rigorous")
+    print(
+        f"verify --scale quick: {points} points in {wall:.1f} s ({points / wall:.2f} points/s), "
+        f"rigorous violations {violations} [{jax.devices()[0].platform}]"
+    )
+    return {"wall_s": wall, "points": points, "points_per_s": points / wall, "rigorous_violations": violations}
+
+
+#: One entry per measurement.
+MEASUREMENTS: list[Callable[..., dict[str, float]]] = [bench_dozier_silverstein, bench_verify_quick]
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -135,3 +135,18 @@ def test_all_zero_tensor_is_reported_not_crashed(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["fp"]["stable_rank"] == 0 and report["fp"]["rank_exponent"] is None
     assert "all singular values are zero" in report["fp"]["reasons"]["rank_exponent"]
+
+
+def test_verify_command_prints_the_table_and_writes_json(monkeypatch, tmp_path, capsys):
+    """`zipfrmt verify` on a small grid (the quick grid itself runs in bench/rmt.py and the notes)."""
+    from zipfrmt import bounds
+
+    small = bounds.VerifyGrid(V=(512,), d=(64,), a=(0.5,), bits=(6, 2), granularity=("row",),
+                              rounding=("nearest",), seeds=(0,))
+    monkeypatch.setattr(bounds, "QUICK_GRID", small)
+    out = tmp_path / "v.json"
+    assert main(["verify", "--scale", "quick", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "P4" in text and "Weyl" in text
+    data = json.loads(out.read_text())
+    assert data["rows"] and all(r.get("violations", 0) == 0 for r in data["rows"] if r["kind"] == "rigorous")

@@ -63,11 +63,17 @@ def test_one_bit_is_the_sign_quantizer_over_the_scale_group():
 
 def test_group_granularity_blocks_rows_and_pads_a_ragged_tail():
     W = np.asarray(jax.random.normal(jax.random.key(1), (5, 20)))
-    r = zq.quantize(W, 4, granularity="group", group_size=8)  # groups of 8, 8, 4 (padded with zeros)
+    r = zq.quantize(W, 4, granularity="group", group_size=8)  # groups of 8, 8, 4 (padded to 8)
     assert r.step.shape == (5, 3)
     for g, sl in enumerate([slice(0, 8), slice(8, 16), slice(16, 20)]):
         block = W[:, sl]
         np.testing.assert_allclose(np.asarray(r.step)[:, g], np.abs(block).max(axis=1) / 7, rtol=1e-6)
+    a = zq.quantize(W, 3, scheme="asymmetric", granularity="group", group_size=8)
+    tail = W[:, 16:]
+    np.testing.assert_allclose(np.asarray(a.step)[:, 2], (tail.max(axis=1) - tail.min(axis=1)) / 7, rtol=1e-6)
+    s = zq.quantize(W, 1, granularity="group", group_size=8)
+    expected = np.sign(tail) * np.abs(tail).mean(axis=1, keepdims=True)  # the mean ignores the padding
+    np.testing.assert_allclose(np.asarray(s.dequantized)[:, 16:], expected, rtol=1e-6)
 
 
 def test_all_zero_group_has_unit_step_and_zero_output():
@@ -120,7 +126,7 @@ def test_stochastic_rounding_is_unbiased(gaussian):
     E = np.asarray(r.dequantized) - gaussian
     se = E.std() / np.sqrt(E.size)
     assert abs(E.mean()) < 4 * se
-    assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.02)  # Δ²/6
+    assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.02)  # mean f(1−f)Δ²
     # Per entry: averaging many independent roundings of the same matrix converges to W, with the spread of
     # a Bernoulli: the standard error of the mean of n roundings is Δ·√(f(1−f)/n) at fractional part f.
     W = gaussian[:8, :16]
@@ -134,6 +140,17 @@ def test_stochastic_rounding_is_unbiased(gaussian):
     z = (qs.mean(axis=0, dtype=np.float64) - W) / se
     assert np.mean(np.abs(z) < 4) > 0.99
     assert abs(z.mean()) < 4 / np.sqrt(z.size)
+
+
+def test_stochastic_rounding_model_is_its_exact_conditional_variance(gaussian):
+    """At 2 bits the fractional parts are far from uniform: Δ²/6 would be off, mean f(1−f)Δ² is not."""
+    r = zq.quantize(gaussian, 2, granularity="row", rounding="stochastic", key=jax.random.key(11))
+    step = np.abs(gaussian).max(axis=1, keepdims=True)
+    f = gaussian / step - np.floor(gaussian / step)
+    assert r.noise_var_model == pytest.approx(float(np.mean(f * (1 - f) * step**2)), rel=1e-4)
+    assert abs(r.noise_var_model / float(np.mean(step**2) / 6) - 1) > 0.05
+    assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.01)
+    assert r.regime == "widrow"  # unbiased and uncorrelated with W, whatever the bit width
 
 
 def test_stochastic_rounding_same_key_same_result_and_needs_a_key(gaussian):

@@ -3,6 +3,7 @@
     zipfrmt report  [--V 8192] [--d 512] [--exponent 0.5] [quantization options]
     zipfrmt analyze FILE --tensor NAME [--bits 8,6,4,3,2] [--granularity tensor,row,column,group32]
                     [--rounding nearest] [--json OUT.json] [--plot OUT.png] [--transpose]
+    zipfrmt verify  [--scale quick|full] [--json OUT.json]
     zipfrmt list    FILE
 
 ``report`` analyses a synthetic power-law matrix (σ_k = k^(-a), Haar singular vectors); ``analyze`` a real one
@@ -197,10 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quant_options(ana, "tensor,row,column,group32")
     ana.set_defaults(func=cmd_analyze)
 
+    ver = sub.add_parser("verify", help="verify the paper's propositions numerically over a grid")
+    ver.add_argument("--scale", choices=("quick", "full"), default="quick",
+                     help="quick: a few minutes on a CPU; full: a GPU-sized grid")
+    ver.add_argument("--json", default=None, metavar="OUT.json", help="write the verification table as JSON")
+    ver.set_defaults(func=cmd_verify)
+
     lst = sub.add_parser("list", help="list the tensors of a .safetensors, .npz or .npy file")
     lst.add_argument("file")
     lst.set_defaults(func=cmd_list)
     return parser
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from zipfrmt import bounds
+
+    _, rows = bounds.run_verify(args.scale, json_path=args.json)
+    print(bounds.format_table(rows))
+    if args.json:
+        print(f"wrote {args.json}")
+    violations = sum(int(r.get("violations", 0) or 0) for r in rows)
+    if violations:
+        print(f"zipfrmt verify: {violations} violation(s) of rigorous bounds", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

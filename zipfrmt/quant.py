@@ -10,15 +10,16 @@ The uniform quantizer (DESIGN.md, "Conventions"). For a scale group with statist
 A group whose range is 0 has ``Δ = 1`` (its output is all zeros, exactly), never NaN.
 
 Scale groups: ``tensor`` (one scale), ``row`` (one per token), ``column`` (one per feature), ``group`` (blocks
-of ``group_size`` consecutive entries along a row; a row whose length ``d`` is not a multiple is padded
-with zeros, which change neither the absmax nor the dequantized entries of the row). Clipping ranges: ``absmax``
+of ``group_size`` consecutive entries along a row; in a row whose length ``d`` is not a multiple, the last,
+shorter block is padded by repeating its last entry, which changes neither its absmax nor its min and max;
+the 1-bit mean ignores the padding, and percentile/MSE clipping see the repeated entry). Clipping ranges: ``absmax``
 (``m = max|w|``), ``percentile`` (``m`` = the ``percentile``-th percentile of ``|w|``), ``mse`` (``m = c·max|w|`` with
 ``c`` on a grid minimising the group's squared error). Rounding: ``nearest`` (ties to even) or ``stochastic``
 (``⌊w/Δ + u⌋``, ``u ~ U[0, 1)``: unbiased inside the clipping range; it needs an explicit PRNG key).
 
 Noise model (Widrow 1956; Widrow & Kollár 2008): ``E = Q_b(W) − W ≈`` i.i.d. ``U(−Δ/2, Δ/2)``, variance
-``s² = mean(Δ²)/12`` (``mean(Δ²)/6`` for stochastic rounding, whose error is unbiased with variance
-``f(1−f)Δ²`` at fractional part ``f``). Each result reports the model beside the measurement — error
+``s² = mean(Δ²)/12``; for stochastic rounding the error is unbiased with variance exactly ``f(1−f)Δ²`` at
+fractional part ``f``, and ``s²`` is its mean. Each result reports the model beside the measurement — error
 variance, zero fraction, Bussgang gain ``g = ⟨W, Q⟩/⟨W, W⟩`` (Bussgang 1952) — and the regime in which the
 model holds (see :func:`classify_regime`).
 """
@@ -127,8 +128,8 @@ def _to_groups(W: Float[Array, "V d"], cfg: QuantConfig) -> Float[Array, "G n"]:
         return W.T
     g = cfg.group_size
     pad = (-d) % g
-    if pad:
-        W = jnp.pad(W, ((0, 0), (0, pad)))
+    if pad:  # repeat each row's last entry: leaves the group's absmax, min and max unchanged
+        W = jnp.pad(W, ((0, 0), (0, pad)), mode="edge")
     return W.reshape(V * ((d + pad) // g), g)
 
 
@@ -201,10 +202,12 @@ def _mse_ratio(X: jax.Array, cfg: QuantConfig) -> jax.Array:
     return jnp.asarray(MSE_GRID, X.dtype)[jnp.argmin(errs, axis=0)]
 
 
-def _quantize_groups(X: Float[Array, "G n"], cfg: QuantConfig, key: Any) -> tuple[jax.Array, ...]:
-    """(dequantized, step, in-range mask) for every group (row) of X."""
+def _quantize_groups(
+    X: Float[Array, "G n"], cfg: QuantConfig, key: Any, valid: Float[Array, "G n"]
+) -> tuple[jax.Array, ...]:
+    """(dequantized, step, in-range mask) for every group (row) of X; ``valid`` is 0 on padding, else 1."""
     if cfg.bits == 1:
-        m = jnp.mean(jnp.abs(X), axis=1)
+        m = jnp.sum(jnp.abs(X) * valid, axis=1) / jnp.sum(valid, axis=1)  # mean|w| over the real entries
         q = jnp.where(X >= 0, 1.0, -1.0) * m[:, None]
         q = jnp.where(X == 0, 0.0, q)
         return q, jnp.where(m > 0, 2 * m, 1.0), jnp.ones(X.shape, bool)
@@ -232,17 +235,23 @@ def _quantize_core(
     """(dequantized W, step in the granularity's layout, per-entry in-clip-range mask). Pure and jit-able."""
     shape = W.shape
     Wf = W.astype(jnp.float32)
-    q, step, inside = _quantize_groups(_to_groups(Wf, cfg), cfg, key)
+    valid = _to_groups(jnp.ones(shape, jnp.float32), cfg)
+    if cfg.granularity == "group" and shape[1] % cfg.group_size:
+        valid = (jnp.arange(valid.size) % (valid.size // shape[0]) < shape[1]).reshape(valid.shape).astype(Wf.dtype)
+    q, step, inside = _quantize_groups(_to_groups(Wf, cfg), cfg, key, valid)
     deq = _from_groups(q, cfg, shape).astype(W.dtype)
     inside = _from_groups(inside, cfg, shape)
     return deq, _step_layout(step, cfg, shape), inside
 
 
 def _model_noise_var(cfg: QuantConfig, W: Float[Array, "V d"], step: jax.Array) -> jax.Array:
-    """The model noise variance ``s²``: the mean over entries of ``Δ²/12`` (``Δ²/6`` for stochastic rounding).
+    """The model noise variance ``s²``, a mean over entries.
 
-    Stochastic rounding of a value with fractional part f (in units of Δ) errs by (1−f)Δ with probability f
-    and by −fΔ otherwise: variance f(1−f)Δ², whose mean over f ~ U(0, 1) is Δ²/6.
+    * Nearest rounding (Widrow): ``Δ²/12`` per entry.
+    * Stochastic rounding: a value with fractional part ``f = w/Δ − ⌊w/Δ⌋`` errs by ``(1−f)Δ`` with probability
+      ``f`` and by ``−fΔ`` otherwise, so given ``W`` its error has mean 0 and variance ``f(1−f)Δ²`` exactly;
+      the model is the mean of that (``Δ²/6`` when ``f`` is uniform, which it is not at 2–3 bits).
+
     Entries that the grid reproduces by construction count 0: those of all-zero groups, and, for symmetric
     absmax scaling, each group's extreme entries ``|w| = max|w| = L·Δ`` (one entry in ``n`` of a group of
     ``n``: without this the model overstates a group-32 quantizer's noise by 1/32 ≈ 3%).
@@ -253,8 +262,13 @@ def _model_noise_var(cfg: QuantConfig, W: Float[Array, "V d"], step: jax.Array) 
     if cfg.bits > 1 and cfg.scheme == "symmetric" and cfg.clip == "absmax":
         exact = exact | (jnp.abs(X) == amax)
     step_groups = jnp.reshape(step, (-1, 1)).astype(jnp.float32)
-    var = jnp.where(exact, 0.0, jnp.square(step_groups)) / (6.0 if cfg.rounding == "stochastic" else 12.0)
-    return jnp.mean(_from_groups(var, cfg, W.shape))
+    if cfg.rounding == "stochastic":
+        y = X / step_groups
+        frac = y - jnp.floor(y)
+        var = frac * (1.0 - frac) * jnp.square(step_groups)
+    else:
+        var = jnp.broadcast_to(jnp.square(step_groups) / 12.0, X.shape)
+    return jnp.mean(_from_groups(jnp.where(exact, 0.0, var), cfg, W.shape))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,8 +349,8 @@ class QuantResult:
       step: the step sizes Δ: a scalar (``tensor``), ``(V, 1)`` (``row``), ``(1, d)`` (``column``) or
         ``(V, ceil(d/g))`` (``group``). For ``bits = 1``, ``Δ = 2·mean|w|`` (the spacing of the levels ±mean|w|).
       config: the :class:`QuantConfig` used.
-      noise_var_model: ``mean(Δ²)/12`` over entries (``/6`` for stochastic rounding), where entries the grid
-        reproduces by construction count 0 (see ``_model_noise_var``).
+      noise_var_model: ``mean(Δ²)/12`` over entries (``mean(f(1−f)Δ²)`` for stochastic rounding), where entries
+        the grid reproduces by construction count 0 (see ``_model_noise_var``).
       noise_var_measured: ``mean((Q − W)²)``.
       error_mean: ``mean(Q − W)``.
       zero_fraction: fraction of entries quantized to 0.
