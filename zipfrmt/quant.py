@@ -235,10 +235,8 @@ def _quantize_core(
     """(dequantized W, step in the granularity's layout, per-entry in-clip-range mask). Pure and jit-able."""
     shape = W.shape
     Wf = W.astype(jnp.float32)
-    valid = _to_groups(jnp.ones(shape, jnp.float32), cfg)
-    if cfg.granularity == "group" and shape[1] % cfg.group_size:
-        valid = (jnp.arange(valid.size) % (valid.size // shape[0]) < shape[1]).reshape(valid.shape).astype(Wf.dtype)
-    q, step, inside = _quantize_groups(_to_groups(Wf, cfg), cfg, key, valid)
+    X = _to_groups(Wf, cfg)
+    q, step, inside = _quantize_groups(X, cfg, key, jnp.broadcast_to(_valid_mask(cfg, shape), X.shape))
     deq = _from_groups(q, cfg, shape).astype(W.dtype)
     inside = _from_groups(inside, cfg, shape)
     return deq, _step_layout(step, cfg, shape), inside
@@ -257,6 +255,7 @@ def _model_noise_var(cfg: QuantConfig, W: Float[Array, "V d"], step: jax.Array) 
     ``n``: without this the model overstates a group-32 quantizer's noise by 1/32 ≈ 3%).
     """
     X = _to_groups(W.astype(jnp.float32), cfg)
+    valid = _valid_mask(cfg, W.shape)
     amax = jnp.max(jnp.abs(X), axis=1, keepdims=True)
     exact = jnp.broadcast_to(amax == 0, X.shape)
     if cfg.bits > 1 and cfg.scheme == "symmetric" and cfg.clip == "absmax":
@@ -268,7 +267,17 @@ def _model_noise_var(cfg: QuantConfig, W: Float[Array, "V d"], step: jax.Array) 
         var = frac * (1.0 - frac) * jnp.square(step_groups)
     else:
         var = jnp.broadcast_to(jnp.square(step_groups) / 12.0, X.shape)
-    return jnp.mean(_from_groups(jnp.where(exact, 0.0, var), cfg, W.shape))
+    # Summed in the group layout (no transpose back), padding excluded.
+    return _row_sums(jnp.where(exact, 0.0, var) * valid)[0] / W.size
+
+
+def _valid_mask(cfg: QuantConfig, shape: tuple[int, int]) -> Float[Array, "G n"]:
+    """1 on the entries of the group layout that belong to W, 0 on the padding of ragged groups."""
+    if cfg.granularity != "group" or shape[1] % cfg.group_size == 0:
+        return jnp.ones((1, 1), jnp.float32)
+    V, d = shape
+    width = d + (-d) % cfg.group_size
+    return (jnp.arange(V * width) % width < d).reshape(-1, cfg.group_size).astype(jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -276,17 +285,30 @@ def _model_noise_var(cfg: QuantConfig, W: Float[Array, "V d"], step: jax.Array) 
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _row_sums(*xs: Float[Array, "V d"]) -> tuple[Float[Array, ""], ...]:
+    """Sums of several same-shape matrices in one pass (a variadic reduce over rows, then over the row sums).
+
+    One pass instead of one per statistic (5× faster on CPU). Two stages keep float32 accurate: the same
+    variadic reduce over both axes at once lost 10% of a 50257×768 sum of squares on XLA:CPU; the sum of row
+    sums agrees with float64 to ~1e-8.
+    """
+    zeros = tuple(jnp.zeros((), x.dtype) for x in xs)
+    per_row = jax.lax.reduce(xs, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)), (1,))
+    return tuple(jnp.sum(r) for r in per_row)
+
+
 def _noise_moments(W: jax.Array, Q: jax.Array) -> dict[str, jax.Array]:
     W = W.astype(jnp.float32)
     Q = Q.astype(jnp.float32)
     E = Q - W
-    ww = jnp.vdot(W, W)
+    ww, ee, e, zeros, wq = _row_sums(W * W, E * E, E, (Q == 0).astype(jnp.float32), W * Q)
+    safe_ww = jnp.where(ww > 0, ww, 1.0)
     return {
-        "noise_var_measured": jnp.mean(jnp.square(E)),
-        "error_mean": jnp.mean(E),
-        "zero_fraction": jnp.mean(Q == 0),
-        "bussgang_gain": jnp.where(ww > 0, jnp.vdot(W, Q) / jnp.where(ww > 0, ww, 1.0), 1.0),
-        "rel_error": jnp.sqrt(jnp.vdot(E, E) / jnp.where(ww > 0, ww, 1.0)),
+        "noise_var_measured": ee / E.size,
+        "error_mean": e / E.size,
+        "zero_fraction": zeros / E.size,
+        "bussgang_gain": jnp.where(ww > 0, wq / safe_ww, 1.0),
+        "rel_error": jnp.sqrt(ee / safe_ww),
     }
 
 

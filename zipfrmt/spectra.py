@@ -433,7 +433,7 @@ def fit_esd_powerlaw(s: Float[Array, " r"], x_min: float | None = None) -> EsdFi
     ``D = max_i |1 − (x_i/x_min)^(1−α) − i/n|``. Without ``x_min``, every eigenvalue but the largest is a
     candidate and the one with the smallest ``D`` wins (WeightWatcher's convention; Clauset et al. 2009, §3.3).
     All candidates are evaluated at once in one jit-compiled float64 kernel (O(n²) work in
-    blocks of candidates of about 2²² entries, so memory stays near 32 MB whatever n).
+    blocks of candidates of about 2²⁰ entries, so memory stays near 8 MB whatever n).
 
     Args:
       s: singular values (any order; zeros are excluded from the fit).
@@ -451,7 +451,7 @@ def fit_esd_powerlaw(s: Float[Array, " r"], x_min: float | None = None) -> EsdFi
     with jax.enable_x64(True):
         lam_j = jnp.asarray(lam, dtype=jnp.float64)
         if x_min is None:
-            alpha, xm, ks, n_tail = _esd_scan(lam_j, block=max(1, min(lam.size, 2**22 // lam.size)))
+            alpha, xm, ks, n_tail = _esd_scan(lam_j, block=max(1, min(lam.size, 2**20 // lam.size)))
         else:
             if not (isinstance(x_min, (int, float)) and x_min > 0 and math.isfinite(x_min)):
                 raise ValueError(f"x_min: expected a positive finite number, got {describe(x_min)}")
