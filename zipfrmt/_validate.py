@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "check_choice",
     "check_float_array",
+    "check_float_dtype",
     "check_int",
     "check_matrix",
     "check_number",
@@ -76,6 +77,17 @@ def check_float_array(
 def check_matrix(W: Any, name: str = "W", *, batched: bool = False) -> np.ndarray | jax.Array:
     """Checks a matrix argument: 2-D (or 3-D, a stack of matrices, when `batched`), float, finite, non-empty."""
     return check_float_array(W, name, ndim=(2, 3) if batched else 2)
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """Checks that ``dtype`` names float32 or float64 (the precisions results are returned in)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{name}: expected float32 or float64, got {describe(dtype)}")
+    return dt
 
 
 def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:

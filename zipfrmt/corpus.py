@@ -41,7 +41,7 @@ import scipy.sparse
 from jax import lax
 from jaxtyping import Array, Float, Float64, Int, Int32, Int64, PRNGKeyArray, UInt32
 
-from zipfrmt._validate import check_choice, check_float_array, check_int, check_number, describe
+from zipfrmt._validate import check_choice, check_float_array, check_float_dtype, check_int, check_number, describe
 
 __all__ = [
     "AliasTable",
@@ -97,13 +97,7 @@ def _check_key(key: Any) -> None:
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype: expected float32 or float64, got {describe(dtype)}")
-    return dt
+    return check_float_dtype(dtype)
 
 
 def _as_jax(x: np.ndarray, dtype: np.dtype) -> jax.Array:

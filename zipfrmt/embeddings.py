@@ -35,7 +35,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 from jaxtyping import Array, Float, Float64, Int32, PRNGKeyArray
 
-from zipfrmt._validate import check_choice, check_float_array, check_int, check_number, describe
+from zipfrmt._validate import check_choice, check_float_array, check_float_dtype, check_int, check_number, describe
 
 __all__ = [
     "DIRECTIONS",
@@ -750,12 +750,7 @@ def load_matrix(
         raise TypeError(f"tensor: expected a tensor name (str) or None, got {describe(tensor)}")
     if not isinstance(transpose, bool):
         raise TypeError(f"transpose: expected a bool, got {describe(transpose)}")
-    try:
-        out_dtype = np.dtype(dtype)
-    except TypeError:
-        out_dtype = None
-    if out_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype: expected float32 or float64, got {describe(dtype)}")
+    out_dtype = check_float_dtype(dtype)
 
     if ext == ".safetensors":
         entries = _read_safetensors_header(p)
