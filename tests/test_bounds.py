@@ -363,7 +363,7 @@ def test_a_grid_with_no_points_names_the_empty_field(field):
         ({"d": (1,)}, ValueError, "d: expected an integer in"),
         ({"a": (0.0,)}, ValueError, "a: expected a number in"),
         ({"bits": (1,)}, ValueError, "bits: expected an integer in"),
-        ({"granularity": ("block",)}, ValueError, "granularity: expected 'tensor'"),
+        ({"granularity": ("block",)}, ValueError, "granularity: expected tensor, row, column or groupN"),
         ({"granularity": ("group32",)}, ValueError, "granularity: expected a group size"),
         ({"rounding": ("down",)}, ValueError, "rounding: expected one of"),
         ({"seeds": (-1,)}, ValueError, "seeds: expected an integer"),

@@ -39,7 +39,6 @@ import dataclasses
 import itertools
 import json
 import math
-import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -53,6 +52,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 import zipfrmt
 from zipfrmt import corpus, embeddings, quant, rmt, spectra
 from zipfrmt._validate import check_choice, check_float_array, check_int, check_matrix, check_number, describe
+from zipfrmt.analyze import parse_granularity
 
 __all__ = [
     "FULL_GRID",
@@ -763,23 +763,12 @@ def spectral_flattening(
 # The verification grid
 # ---------------------------------------------------------------------------------------------------------
 
-_GRAN_RE = re.compile(r"^(tensor|row|column|group(\d+))$")
 #: Stable indices folded into the stochastic-rounding key (independent of the order in a grid).
 _GRAN_CODE = {"tensor": 0, "row": 1, "column": 2}
 
 
-def _parse_granularity(label: str) -> tuple[str, int | None]:
-    """``"group32"`` → ``("group", 32)``; ``"row"`` → ``("row", None)``."""
-    m = _GRAN_RE.match(label)
-    if m is None:
-        raise ValueError(
-            f"granularity: expected 'tensor', 'row', 'column' or 'group<N>' (e.g. 'group32'), got {label!r}"
-        )
-    return ("group", int(m.group(2))) if m.group(2) else (label, None)
-
-
 def _gran_code(label: str) -> int:
-    kind, g = _parse_granularity(label)
+    kind, g = parse_granularity(label)
     return _GRAN_CODE[kind] if g is None else 1000 + g
 
 
@@ -834,7 +823,7 @@ class VerifyGrid:
         for seed in self.seeds:
             check_int(seed, "seeds", lo=0)
         for g in self.granularity:
-            _, size = _parse_granularity(g)
+            _, size = parse_granularity(g)
             if size is not None and not 1 <= size <= min(self.d):
                 raise ValueError(f"granularity: expected a group size in [1, min(d) = {min(self.d)}], got {g!r}")
         for r in self.rounding:
@@ -936,7 +925,7 @@ def _point_values(
     W: jax.Array, sW: np.ndarray, V: int, d: int, bits: int, gran: str, rounding: str, key: Any, grid: VerifyGrid
 ) -> dict[str, Any]:
     """Quantizes W at one configuration, measures, predicts and checks every proposition."""
-    kind, group = _parse_granularity(gran)
+    kind, group = parse_granularity(gran)
     res = quant.quantize(W, bits, granularity=kind, group_size=group, rounding=rounding, key=key)
     m = measure(W, res.dequantized, sigma_W=sW)
     g = max(m.gain, 0.0)
