@@ -371,7 +371,7 @@ def noise_floor(
     """P2a (Marchenko & Pastur 1967; Geman 1980 for the edge) — *asymptotic*.
 
     Assumptions: ``E`` has i.i.d. entries of mean 0 and variance ``s² = noise_var`` (the Widrow model:
-    ``s² = mean(Δ²)/12``, ``Δ²/6`` for stochastic rounding). Claim: as V, d → ∞ at fixed d/V,
+    ``s² = mean(Δ²)/12``, ``mean(f(1−f)Δ²)`` for stochastic rounding). Claim: as V, d → ∞ at fixed d/V,
     ``σ_1(E) → s(√V + √d)`` and the singular values of E fill ``[s|√V − √d|, s(√V + √d)]``.
 
     Caveats: the quantization error is a deterministic function of W (uncorrelated with it only in the
@@ -881,7 +881,7 @@ FULL_GRID = VerifyGrid(
 #: dims group "point" = all seven axes; "matrix" = (V, d, a, seed).
 _VARIABLES: dict[str, tuple[str, str, str, str, str]] = {
     "regime": ("point", "U9", "-", "measured", "widrow or dead-zone (zipfrmt.quant.classify_regime)"),
-    "noise_var_model": ("point", "f8", "-", "model", "Widrow model variance s² = mean(Δ²)/12 (/6 stochastic)"),
+    "noise_var_model": ("point", "f8", "-", "model", "model variance s² = mean(Δ²)/12 (mean f(1-f)Δ² stochastic)"),
     "noise_var_measured": ("point", "f8", "-", "measured", "mean((Q − W)²)"),
     "bussgang_gain": ("point", "f8", "-", "measured", "g = ⟨W, Q⟩/⟨W, W⟩"),
     "residual_var": ("point", "f8", "-", "measured", "per-entry variance of D = Q − gW"),
