@@ -47,6 +47,7 @@ __all__ = [
     "singular_values_batched",
     "stable_rank",
     "summarize",
+    "summarize_spectrum",
 ]
 
 METHODS = ("auto", "svd", "gram", "gram64", "chunked")
@@ -210,20 +211,17 @@ def singular_values_batched(
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
         Ws = jax.device_put(Ws, sharding)
         kernel = "gram" if method == "auto" else method
-        s = _batched_kernel(kernel, sharding)(Ws)
+        s = _batched_kernel(kernel, sharding, Ws)
         if method == "auto" and not all(gram_is_accurate(row) for row in np.asarray(s[:B])):
-            s = _batched_kernel("gram64", sharding)(Ws)
+            s = _batched_kernel("gram64", sharding, Ws)
         return s[:B].astype(jnp.float32)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _batched_kernel_jit(kernel: str, sharding: jax.sharding.Sharding, Ws: jax.Array) -> jax.Array:
+def _batched_kernel(kernel: str, sharding: jax.sharding.Sharding, Ws: jax.Array) -> jax.Array:
+    """One of the single-matrix kernels vmapped over the stack, its output kept sharded like its input."""
     s = jax.vmap(_KERNELS[kernel])(Ws)
     return jax.lax.with_sharding_constraint(s, sharding)
-
-
-def _batched_kernel(kernel: str, sharding: jax.sharding.Sharding) -> Callable[[jax.Array], jax.Array]:
-    return partial(_batched_kernel_jit, kernel, sharding)
 
 
 # ---------------------------------------------------------------------------------------------------------
