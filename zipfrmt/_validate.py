@@ -19,6 +19,7 @@ __all__ = [
     "check_float_dtype",
     "check_int",
     "check_matrix",
+    "check_nonnegative_array",
     "check_number",
     "describe",
 ]
@@ -72,6 +73,31 @@ def check_float_array(
             bad = int((~np.isfinite(np.asarray(x, dtype=np.float32))).sum())
             raise ValueError(f"{name}: expected finite entries, got {bad} NaN or Inf entries in {describe(x)}")
     return x
+
+
+def check_nonnegative_array(x: Any, name: str, *, ndim: int, what: str = "counts") -> np.ndarray:
+    """Checks counts-like data — integer or real, ``ndim``-D, non-empty, finite, ≥ 0 — and returns float64 NumPy.
+
+    ``what`` names the entries in the messages (e.g. "counts", "counts or probabilities").
+    """
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        try:
+            x = np.asarray(x)
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise TypeError(f"{name}: expected a {ndim}-D array of {what}, got {describe(x)}") from exc
+    dt = np.dtype(x.dtype)
+    if dt == np.bool_ or not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
+        raise TypeError(f"{name}: expected an integer or real array of {what}, got {describe(x)}")
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array of {what}, got shape {tuple(a.shape)}")
+    if a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array of {what}, got shape {tuple(a.shape)}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: expected finite {what}, got {int((~np.isfinite(a)).sum())} NaN or Inf entries")
+    if (a < 0).any():
+        raise ValueError(f"{name}: expected non-negative {what}, got {int((a < 0).sum())} negative entries")
+    return a
 
 
 def check_matrix(W: Any, name: str = "W", *, batched: bool = False) -> np.ndarray | jax.Array:

@@ -41,7 +41,15 @@ import scipy.sparse
 from jax import lax
 from jaxtyping import Array, Float, Float64, Int, Int32, Int64, PRNGKeyArray, UInt32
 
-from zipfrmt._validate import check_choice, check_float_array, check_float_dtype, check_int, check_number, describe
+from zipfrmt._validate import (
+    check_choice,
+    check_float_array,
+    check_float_dtype,
+    check_int,
+    check_nonnegative_array,
+    check_number,
+    describe,
+)
 
 __all__ = [
     "AliasTable",
@@ -660,24 +668,9 @@ def token_counts(tokens: Int[Array, " N"], V: int) -> Int64[np.ndarray, " V"]:
 
 
 def _check_counts(counts: Any, name: str = "counts") -> Float64[np.ndarray, " V"]:
-    if not isinstance(counts, (np.ndarray, jax.Array)):
-        try:
-            counts = np.asarray(counts)
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
-            raise TypeError(f"{name}: expected a 1-D array of counts, got {describe(counts)}") from exc
-    dt = np.dtype(counts.dtype)
-    if not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)) or dt == np.bool_:
-        raise TypeError(f"{name}: expected an integer or real array of counts, got {describe(counts)}")
-    c = np.asarray(counts, dtype=np.float64)
-    if c.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of counts, got shape {tuple(c.shape)}")
+    c = check_nonnegative_array(counts, name, ndim=1, what="counts")
     if c.size < 2:
         raise ValueError(f"{name}: expected at least 2 counts (ranks), got {c.size}")
-    if not np.isfinite(c).all():
-        n_bad = int((~np.isfinite(c)).sum())
-        raise ValueError(f"{name}: expected finite counts, got {n_bad} NaN or Inf entries")
-    if (c < 0).any():
-        raise ValueError(f"{name}: expected non-negative counts, got {int((c < 0).sum())} negative entries")
     return c
 
 

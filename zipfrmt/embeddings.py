@@ -35,7 +35,15 @@ import scipy.sparse
 import scipy.sparse.linalg
 from jaxtyping import Array, Float, Float64, Int32, PRNGKeyArray
 
-from zipfrmt._validate import check_choice, check_float_array, check_float_dtype, check_int, check_number, describe
+from zipfrmt._validate import (
+    check_choice,
+    check_float_array,
+    check_float_dtype,
+    check_int,
+    check_nonnegative_array,
+    check_number,
+    describe,
+)
 
 __all__ = [
     "DIRECTIONS",
@@ -211,21 +219,7 @@ DIRECTIONS = ("head_orthonormal", "random")
 
 def _check_weights(x: Any, name: str) -> Float64[np.ndarray, " V"]:
     """A 1-D array of counts or probabilities (integer or real, finite, ≥ 0, positive total), normalised."""
-    if not isinstance(x, (np.ndarray, jax.Array)):
-        try:
-            x = np.asarray(x)
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
-            raise TypeError(f"{name}: expected a 1-D array of counts or probabilities, got {describe(x)}") from exc
-    dt = np.dtype(x.dtype)
-    if dt == np.bool_ or not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
-        raise TypeError(f"{name}: expected an integer or real array of counts or probabilities, got {describe(x)}")
-    w = np.asarray(x, dtype=np.float64)
-    if w.ndim != 1 or w.size == 0:
-        raise ValueError(f"{name}: expected a non-empty 1-D array (one entry per token), got shape {w.shape}")
-    if not np.isfinite(w).all():
-        raise ValueError(f"{name}: expected finite entries, got {int((~np.isfinite(w)).sum())} NaN or Inf entries")
-    if (w < 0).any():
-        raise ValueError(f"{name}: expected non-negative entries, got {int((w < 0).sum())} negative entries")
+    w = check_nonnegative_array(x, name, ndim=1, what="counts or probabilities")
     total = w.sum()
     if not total > 0:
         raise ValueError(f"{name}: expected a positive total, got an all-zero array of {w.size} entries")
