@@ -387,31 +387,21 @@ SVD_SOLVERS = ("auto", "arpack", "dense")
 
 def _check_cooc(cooc: Any) -> scipy.sparse.csr_array | np.ndarray:
     """Non-negative finite 2-D counts with a positive total, as float64 CSR (sparse input) or ndarray."""
-    if scipy.sparse.issparse(cooc):
+    if not scipy.sparse.issparse(cooc):
+        A = check_nonnegative_array(cooc, "cooc", ndim=2, what="co-occurrence counts")
+        vals = A.ravel()
+    else:
         if cooc.ndim != 2:
             raise ValueError(f"cooc: expected a 2-D co-occurrence matrix, got a sparse array of shape {cooc.shape}")
         A = scipy.sparse.csr_array(cooc, dtype=np.float64)
         A.sum_duplicates()
         vals = A.data
-    else:
-        if not isinstance(cooc, (np.ndarray, jax.Array)):
-            try:
-                cooc = np.asarray(cooc)
-            except Exception as exc:  # noqa: BLE001 - re-raised with context
-                raise TypeError(f"cooc: expected a 2-D co-occurrence matrix, got {describe(cooc)}") from exc
-        dt = np.dtype(cooc.dtype)
-        if dt == np.bool_ or not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
-            raise TypeError(f"cooc: expected integer or real co-occurrence counts, got {describe(cooc)}")
-        A = np.asarray(cooc, dtype=np.float64)
-        if A.ndim != 2:
-            raise ValueError(f"cooc: expected a 2-D co-occurrence matrix, got shape {A.shape}")
-        vals = A.ravel()
-    if 0 in A.shape:
-        raise ValueError(f"cooc: expected a non-empty matrix, got shape {A.shape}")
-    if not np.isfinite(vals).all():
-        raise ValueError(f"cooc: expected finite counts, got {int((~np.isfinite(vals)).sum())} NaN or Inf entries")
-    if (vals < 0).any():
-        raise ValueError(f"cooc: expected non-negative counts, got {int((vals < 0).sum())} negative entries")
+        if 0 in A.shape:
+            raise ValueError(f"cooc: expected a non-empty matrix, got shape {A.shape}")
+        if not np.isfinite(vals).all():
+            raise ValueError(f"cooc: expected finite counts, got {int((~np.isfinite(vals)).sum())} NaN or Inf entries")
+        if (vals < 0).any():
+            raise ValueError(f"cooc: expected non-negative counts, got {int((vals < 0).sum())} negative entries")
     if not vals.sum() > 0:
         raise ValueError(f"cooc: expected a positive total count, got an all-zero matrix of shape {A.shape}")
     return A

@@ -32,7 +32,6 @@ _RC = {
     "ytick.labelsize": 7,
     "axes.linewidth": 0.6,
     "lines.linewidth": 1.1,
-    "axes.prop_cycle": None,  # set in paper_style
     "axes.spines.top": False,
     "axes.spines.right": False,
     "legend.frameon": False,

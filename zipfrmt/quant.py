@@ -349,11 +349,18 @@ def noise_statistics(W: Any, Q: Any, noise_var_model: float) -> dict[str, Any]:
     ``zero_fraction`` (entries of ``Q`` equal to 0), ``bussgang_gain`` ``⟨W,Q⟩/⟨W,W⟩`` (1 for an all-zero ``W``),
     ``rel_error`` ``‖Q − W‖_F/‖W‖_F`` and ``regime``.
     """
-    stats = {k: float(v) for k, v in jax.jit(_noise_moments)(jnp.asarray(W), jnp.asarray(Q)).items()}
-    stats["noise_var_model"] = float(noise_var_model)
-    stats["regime"] = classify_regime(
-        stats["noise_var_model"], stats["noise_var_measured"], stats["bussgang_gain"]
-    )
+    moments = _noise_moments_jit(jnp.asarray(W), jnp.asarray(Q))
+    moments["noise_var_model"] = noise_var_model
+    return _with_regime(moments)
+
+
+_noise_moments_jit = jax.jit(_noise_moments)
+
+
+def _with_regime(moments: dict[str, Any]) -> dict[str, Any]:
+    """Device scalars → Python floats, plus the regime they imply."""
+    stats = {k: float(v) for k, v in jax.device_get(moments).items()}
+    stats["regime"] = classify_regime(stats["noise_var_model"], stats["noise_var_measured"], stats["bussgang_gain"])
     return stats
 
 
@@ -442,9 +449,7 @@ def quantize(
     if W.dtype == jnp.float64:
         W = W.astype(jnp.float32)
     deq, step, moments = _quantize_and_measure(cfg, W, key)
-    stats = {k: float(v) for k, v in jax.device_get(moments).items()}
-    stats["regime"] = classify_regime(stats["noise_var_model"], stats["noise_var_measured"], stats["bussgang_gain"])
-    return QuantResult(dequantized=deq, step=step, config=cfg, **stats)
+    return QuantResult(dequantized=deq, step=step, config=cfg, **_with_regime(moments))
 
 
 def fake_quant(
