@@ -1,0 +1,74 @@
+"""Helpers shared by the experiment modules: where outputs go, and tables as LaTeX (booktabs) and Markdown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["figure_path", "fmt", "write_table"]
+
+
+def figure_path(out_dir: str | Path, name: str) -> Path:
+    """``out_dir/figures/NAME.png`` (:func:`zipfrmt.plots.save` writes the PDF beside it)."""
+    return Path(out_dir) / "figures" / f"{name}.png"
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A table cell: integers as is, floats to ``digits`` significant digits, NaN/None as an en dash."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "~": r"\textasciitilde{}"}
+
+
+def _tex(cell: str) -> str:
+    return "".join(_TEX_ESCAPES.get(c, c) for c in cell)
+
+
+def write_table(
+    out_dir: str | Path,
+    name: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    caption: str,
+    *,
+    align: str | None = None,
+) -> list[Path]:
+    """Writes ``out_dir/tables/NAME.tex`` (a booktabs ``table`` with ``\\label{tab:NAME}``) and ``NAME.md``.
+
+    Cells are strings already formatted (see :func:`fmt`); LaTeX special characters are escaped. Unicode
+    (σ, ≤, ‖) is kept: ``paper/main.tex`` compiles with a Unicode engine (``latexmk -lualatex``).
+    """
+    tables = Path(out_dir) / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    align = align or "l" * len(header)
+    label = name.removeprefix("tab_")
+    tex = [
+        r"\begin{table*}[t]",
+        r"\centering\small",
+        rf"\caption{{{_tex(caption)}}}\label{{tab:{label}}}",
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(_tex(h) for h in header) + r" \\",
+        r"\midrule",
+        *(" & ".join(_tex(c) for c in row) + r" \\" for row in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table*}",
+    ]
+    md = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    md += ["| " + " | ".join(c.replace("|", r"\|") for c in row) + " |" for row in rows]
+    paths = [tables / f"{name}.tex", tables / f"{name}.md"]
+    paths[0].write_text("\n".join(tex) + "\n")
+    paths[1].write_text("\n".join(md) + "\n")
+    return paths

@@ -1,0 +1,131 @@
+"""``zipfrmt reproduce``: run the experiments, draw every figure and table, write ``paper/REPORT.md``.
+
+    zipfrmt reproduce [--scale quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
+
+Results are cached under ``results/`` (see :mod:`zipfrmt.sweep`), so a second run only re-draws. The report
+always lists every experiment: those not run this time are drawn from their cached results when there are some.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import zipfrmt
+from experiments import EXPERIMENTS, load
+from zipfrmt import sweep
+
+__all__ = ["SCALES", "reproduce", "writable_dir"]
+
+SCALES = ("test", "quick", "full")
+
+
+def writable_dir(path: str | Path, name: str) -> Path:
+    """Creates ``path`` if needed and checks that files can be written there; the error names the option."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{name}: cannot create output folder {str(path)!r} ({exc.strerror or exc})") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise OSError(f"{name}: output folder {str(path)!r} is not writable")
+    return path
+
+
+def _config(module: Any, scale: str, checkpoint: str | None, tensor: str | None) -> Any:
+    if hasattr(module, "config_for"):  # tab_checkpoint: its config names the user's file
+        return module.config_for(scale, checkpoint=checkpoint, tensor=tensor)
+    return module.SCALES[scale]
+
+
+def _section(module: Any, paths: list[Path], paper: Path, text: str, seconds: float | None, cached: bool) -> str:
+    title = module.NAME.replace("_", " ")
+    lines = [f"## {title}", "", f"*{module.CAPTION}*", ""]
+    for p in paths:
+        rel = p.relative_to(paper).as_posix()
+        if p.suffix == ".png":
+            lines += [f"![{module.NAME}]({rel})", ""]
+        elif p.suffix == ".md":
+            lines += [p.read_text().rstrip(), ""]
+    lines += [text.strip(), ""]
+    if seconds is not None:
+        how = "read from cache" if cached else "computed"
+        lines += [f"<sub>{how} in {seconds:.1f} s; files: "
+                  + ", ".join(f"`{p.relative_to(paper).as_posix()}`" for p in paths) + "</sub>", ""]
+    return "\n".join(lines)
+
+
+def reproduce(
+    scale: str = "quick",
+    only: Sequence[str] | None = None,
+    force: bool = False,
+    *,
+    results: str | Path = "results",
+    paper: str | Path = "paper",
+    checkpoint: str | None = None,
+    tensor: str | None = None,
+    progress: bool = True,
+    log: Any = None,
+) -> Path:
+    """Runs the experiments named in ``only`` (default: all) at ``scale`` and writes ``paper/REPORT.md``.
+
+    Figures go to ``paper/figures/NAME.{pdf,png}``, tables to ``paper/tables/NAME.{tex,md}``. ``force``
+    recomputes instead of reading cached results. ``checkpoint``/``tensor`` name the matrix that
+    ``tab_checkpoint`` analyses; without them that table is skipped with a message. Returns the report's path.
+    """
+    log = log or sys.stderr
+    if scale not in SCALES:
+        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+    names = list(EXPERIMENTS) if not only else list(dict.fromkeys(only))
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"only: unknown experiment {', '.join(map(repr, unknown))}; expected names from "
+                         f"{', '.join(EXPERIMENTS)}")
+    paper = writable_dir(paper, "paper")
+    writable_dir(paper / "figures", "paper")
+    writable_dir(paper / "tables", "paper")
+    results = writable_dir(results, "results")
+
+    sections: list[str] = []
+    total = time.perf_counter()
+    for i, name in enumerate(EXPERIMENTS):
+        try:  # DEV-ONLY: remove before landing
+            module = load(name)
+        except ModuleNotFoundError:
+            continue
+        config = _config(module, scale, checkpoint, tensor)
+        prefix = f"[{i + 1}/{len(EXPERIMENTS)}] {name}"
+        if config is None:
+            print(f"{prefix}: skipped — {module.SKIP_MESSAGE}", file=log)
+            sections.append(f"## {name.replace('_', ' ')}\n\n*{module.CAPTION}*\n\nSkipped: {module.SKIP_MESSAGE}\n")
+            continue
+        seconds = None
+        was_cached = sweep.load_cached(name, config, results) is not None and not force
+        if name in names:
+            print(f"{prefix}: {'reading cache' if was_cached else 'running'} …", file=log, flush=True)
+            t0 = time.perf_counter()
+            ds = module.run(config, root=results, force=force, progress=progress)
+            seconds = time.perf_counter() - t0
+        else:
+            ds = sweep.load_cached(name, config, results)
+            if ds is None:
+                sections.append(f"## {name.replace('_', ' ')}\n\n*{module.CAPTION}*\n\nNot computed yet at scale "
+                                f"`{scale}`: run `zipfrmt reproduce --scale {scale} --only {name}`.\n")
+                continue
+        paths = module.render(ds, paper)
+        sections.append(_section(module, paths, paper, module.describe(ds), seconds, was_cached))
+        if seconds is not None:
+            print(f"{prefix}: done in {seconds:.1f} s → " + ", ".join(str(p) for p in paths), file=log, flush=True)
+
+    head = (f"# zipfrmt — reproduction report ({scale} scale)\n\n"
+            f"Generated by `zipfrmt reproduce --scale {scale}` with zipfrmt {zipfrmt.__version__}. Every number "
+            "below is read from the saved results under `results/`; the figures are drawn from the same files. "
+            "The propositions and their proofs are in `paper/theory.tex`; `make paper-pdf` builds `paper/main.pdf`.\n")
+    report = paper / "REPORT.md"
+    report.write_text(head + "\n" + "\n".join(sections))
+    print(f"wrote {report} ({time.perf_counter() - total:.1f} s)", file=log)
+    return report
