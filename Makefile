@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.zipfrmt-installed
 
-.PHONY: run test install bench lint clean
+.PHONY: run test install bench lint clean paper-pdf
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,16 +17,27 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/zipfrmt report
+	$(VENV)/bin/zipfrmt reproduce --scale quick
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/spectra.py
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# The PDF of paper/main.tex (run `make run` first: it writes the figures and tables main.tex includes).
+paper-pdf:
+	@if command -v latexmk >/dev/null 2>&1; then \
+		cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error main.tex; \
+	else \
+		echo "make paper-pdf: latexmk is not installed. Install a TeX distribution with latexmk and pdfLaTeX"; \
+		echo "  (Debian/Ubuntu: apt install latexmk texlive-latex-extra texlive-science; macOS: MacTeX),"; \
+		echo "  then run make paper-pdf again. The figures and tables are already in paper/figures, paper/tables."; \
+		exit 1; \
+	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check zipfrmt tests bench
+	$(VENV)/bin/ruff check zipfrmt experiments tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -28,11 +28,22 @@ def fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "~": r"\textasciitilde{}"}
+_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "~": r"\textasciitilde{}", "|": r"\ensuremath{|}"}
+# The Unicode the tables use, as pdfLaTeX-safe text (no $…$, so adjacent symbols never form $$).
+_TEX_UNICODE = {
+    "σ": r"\ensuremath{\sigma}", "λ": r"\ensuremath{\lambda}", "α": r"\ensuremath{\alpha}",
+    "Δ": r"\ensuremath{\Delta}", "τ": r"\ensuremath{\tau}", "‖": r"\ensuremath{\|}", "≤": r"\ensuremath{\le}",
+    "≥": r"\ensuremath{\ge}", "±": r"\ensuremath{\pm}", "×": r"\ensuremath{\times}", "−": r"\ensuremath{-}",
+    "√": r"\ensuremath{\surd}", "∞": r"\ensuremath{\infty}", "≈": r"\ensuremath{\approx}", "–": "--",
+    "→": r"\ensuremath{\to}", "₂": r"\textsubscript{2}", "₁": r"\textsubscript{1}",
+    "²": r"\textsuperscript{2}", "*": r"\ensuremath{^*}",
+}
 
 
 def _tex(cell: str) -> str:
-    return "".join(_TEX_ESCAPES.get(c, c) for c in cell)
+    cell = cell.replace("_F", "\x00")  # ‖E‖_F: a subscript F, not an escaped underscore
+    out = "".join(_TEX_UNICODE.get(c) or _TEX_ESCAPES.get(c, c) for c in cell)
+    return out.replace("\x00", r"\textsubscript{F}")
 
 
 def write_table(
@@ -46,8 +57,8 @@ def write_table(
 ) -> list[Path]:
     """Writes ``out_dir/tables/NAME.tex`` (a booktabs ``table`` with ``\\label{tab:NAME}``) and ``NAME.md``.
 
-    Cells are strings already formatted (see :func:`fmt`); LaTeX special characters are escaped. Unicode
-    (σ, ≤, ‖) is kept: ``paper/main.tex`` compiles with a Unicode engine (``latexmk -lualatex``).
+    Cells are strings already formatted (see :func:`fmt`); LaTeX special characters are escaped and the
+    symbols the tables use (σ, ≤, ‖, ₂ …) become pdfLaTeX commands, so ``paper/main.tex`` builds with pdfLaTeX.
     """
     tables = Path(out_dir) / "tables"
     tables.mkdir(parents=True, exist_ok=True)

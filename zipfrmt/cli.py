@@ -5,6 +5,7 @@
                     [--rounding nearest] [--json OUT.json] [--plot OUT.png] [--transpose]
     zipfrmt verify  [--scale quick|full] [--json OUT.json]
     zipfrmt list    FILE
+    zipfrmt reproduce [--scale quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
 
 ``report`` analyses a synthetic power-law matrix (σ_k = k^(-a), Haar singular vectors); ``analyze`` a real one
 from a checkpoint. Both quantize at each bit width × granularity × rounding and print the spectral measures of
@@ -207,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list the tensors of a .safetensors, .npz or .npy file")
     lst.add_argument("file")
     lst.set_defaults(func=cmd_list)
+
+    repro = sub.add_parser("reproduce", help="run the experiments; write paper/figures, paper/tables, paper/REPORT.md")
+    repro.add_argument("--scale", choices=("quick", "full"), default="quick",
+                     help="quick: this CPU, about 15 minutes in all; full: a GPU, what a paper prints")
+    repro.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                     help="run only these experiments (the report still shows the others from their cache)")
+    repro.add_argument("--force", action="store_true", help="recompute instead of reading cached results")
+    repro.add_argument("--results", default="results", metavar="DIR", help="cache of results (default results/)")
+    repro.add_argument("--paper", default="paper", metavar="DIR", help="where figures, tables and REPORT.md go")
+    repro.add_argument("--checkpoint", default=None, metavar="FILE",
+                     help="a .safetensors/.npz/.npy file for tab_checkpoint (skipped without one)")
+    repro.add_argument("--tensor", default=None, metavar="NAME", help="the tensor of --checkpoint to analyse")
+    repro.set_defaults(func=cmd_reproduce)
     return parser
 
 
@@ -229,6 +243,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for name, (shape, dtype) in embeddings.list_tensors(args.file).items():
         print(f"{name}\t{list(shape)}\t{dtype}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from experiments.reproduce import reproduce
+
+    reproduce(args.scale, args.only, args.force, results=args.results, paper=args.paper,
+              checkpoint=args.checkpoint, tensor=args.tensor)
     return 0
 
 
