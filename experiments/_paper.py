@@ -7,7 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["figure_path", "fmt", "write_table"]
+__all__ = ["DATA_DIR", "figure_path", "fmt", "write_table"]
+
+#: Real text beside the repository (``../shared/data``: present in development and CI, not for users). The
+#: experiments that read it drop the real-text part, and say so, when it is missing; nothing is downloaded.
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def figure_path(out_dir: str | Path, name: str) -> Path:

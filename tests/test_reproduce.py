@@ -40,9 +40,8 @@ def test_missing_checkpoint_file_is_a_clear_error(tmp_path, capsys):
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    from safetensors.numpy import save_file
-
     import jax
+    from safetensors.numpy import save_file
 
     W = np.asarray(embeddings.power_law_matrix(jax.random.key(3), 512, 64, a=0.5))
     path = tmp_path / "model.safetensors"

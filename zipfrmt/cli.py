@@ -221,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a .safetensors/.npz/.npy file for tab_checkpoint (skipped without one)")
     repro.add_argument("--tensor", default=None, metavar="NAME", help="the tensor of --checkpoint to analyse")
     repro.set_defaults(func=cmd_reproduce)
+
+    trn = sub.add_parser("train", help="train a small LM at low precision, with spectral probes of its embedding")
+    trn.add_argument("config", metavar="CONFIG_OR_PRESET", help="a preset (tiny, quick, full) or a JSON config file")
+    trn.add_argument("--bits", default=None,
+                     help="weights + embedding + head: fp32, a bit width, or fp8_e4m3/fp8_e5m2/nf4/mxfp4/nvfp4")
+    trn.add_argument("--act-bits", default=None, help="activations (per-token scales): fp32, bits or a format")
+    trn.add_argument("--grad-bits", default=None, help="gradients on the backward pass: fp32, bits or a format")
+    trn.add_argument("--granularity", default=None, help="scale groups of --bits: tensor, row, column or groupN")
+    trn.add_argument("--rounding", default=None, choices=("nearest", "stochastic"), help="rounding of --bits")
+    trn.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    trn.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
+    trn.add_argument("--corpus", default=None, help="latent, zipf, or a text file (word tokens)")
+    trn.add_argument("--out", default=None, metavar="DIR",
+                     help="write checkpoints and history.nc here (a run found there is resumed)")
+    trn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    trn.set_defaults(func=cmd_train)
     return parser
 
 
@@ -252,6 +268,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     reproduce(args.scale, args.only, args.force, results=args.results, paper=args.paper,
               checkpoint=args.checkpoint, tensor=args.tensor)
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from zipfrmt.nn.command import run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

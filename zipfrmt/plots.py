@@ -114,3 +114,685 @@ def quantized_spectra(spectra: dict[str, Any], report: dict[str, Any], path: str
         ax.set_ylim(1e-3 * top, 1.5 * top)
         ax.legend(ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=2.4)
         return save(fig, path)
+
+
+#: How each embedding of ``experiments.fig_zipf_to_powerlaw`` is named in the figure.
+_EMBEDDING_TITLES = {"lemma31": "Lemma 3.1 embedding", "ppmi_svd": "PPMI-SVD embedding"}
+
+
+def _corpus_label(ds: Any, i: int) -> str:
+    kind, name = str(ds["kind"].values[i]), str(ds["corpus"].values[i])
+    return f"Zipf $s$ = {float(ds['s_nominal'].values[i]):.1f}" if kind == "sampled" else name
+
+
+def zipf_to_powerlaw(ds: Any, path: str | Path) -> list[Path]:
+    """Zipf's law to power-law spectra (``experiments.fig_zipf_to_powerlaw``): one panel per quantity.
+
+    (a) rank–frequency of the corpora drawn, with the fitted Zipf exponent ŝ in the legend; then one panel per
+    embedding in ``ds.embedding`` (Lemma 3.1, PPMI-SVD, and any added later, e.g. a trained model's): σ_k on
+    log–log axes with the fitted power law over its window (thin black) and the predicted slope ``k^(−ŝ/2)``
+    dashed; Lemma 3.1 also marks ``k_head``; last, every fitted exponent against ŝ/2 with the line y = x.
+    Which sampled corpora are drawn in the spectrum panels is ``s_show`` of the stored config (all by default);
+    every corpus enters the last panel.
+    """
+    import json
+    import math
+
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    try:
+        cfg = json.loads(ds.attrs.get("config", "{}")).get("config", {})
+    except (TypeError, ValueError):
+        cfg = {}
+    kinds = np.asarray(ds["kind"].values).astype(str)
+    s_nom = np.asarray(ds["s_nominal"].values, np.float64)
+    s_hat = np.asarray(ds["zipf_s"].values, np.float64)
+    show_s = cfg.get("s_show")
+    shown = [i for i in range(kinds.size)
+             if kinds[i] != "sampled" or show_s is None or any(abs(s_nom[i] - s) < 1e-9 for s in show_s)]
+    embs = [str(e) for e in ds["embedding"].values]
+    # sampled corpora from the front of the palette, real texts from its end (vermillion, purple, ...)
+    colours = {i: LINE_COLOURS[j % 4] for j, i in enumerate(x for x in shown if kinds[x] == "sampled")}
+    colours.update({i: LINE_COLOURS[4 + j % 3] for j, i in enumerate(x for x in shown if kinds[x] != "sampled")})
+    n_panels = 2 + len(embs)
+    ncols = 2 if n_panels == 4 else 3
+    nrows = math.ceil(n_panels / ncols)
+    with paper_style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH, 2.35 * nrows))
+        axes = np.atleast_1d(axes).ravel()
+        for ax in axes[n_panels:]:
+            ax.set_visible(False)
+
+        ax = axes[0]
+        freq = np.asarray(ds["frequency"].values, np.float64)
+        rank = np.asarray(ds["rank"].values)
+        # log-spaced ranks (≤ ~800 per curve): the same picture on log axes, a fraction of the drawing time
+        thin = np.zeros(rank.size, bool)
+        thin[np.unique(np.geomspace(1, rank.size, 800).astype(int)) - 1] = True
+        for i in shown:
+            f = freq[i]
+            keep = np.isfinite(f) & (f > 0) & thin
+            ax.loglog(rank[keep], f[keep], color=colours[i], lw=1.0,
+                      label=f"{_corpus_label(ds, i)}: $\\hat s$ = {s_hat[i]:.2f}")
+        ax.set_xlabel("rank $k$")
+        ax.set_ylabel("frequency $\\hat p_k$")
+        ax.set_title("(a) rank–frequency, fitted Zipf exponent $\\hat s$", loc="left")
+        ax.legend(loc="lower left")
+
+        sigma = np.asarray(ds["sigma"].values, np.float64)
+        k_sv = np.asarray(ds["sv_rank"].values)
+        fit_a = np.asarray(ds["fit_a"].values, np.float64)
+        fit_c = np.asarray(ds["fit_log_c"].values, np.float64)
+        k_lo = np.asarray(ds["fit_k_lo"].values, np.float64)
+        k_hi = np.asarray(ds["fit_k_hi"].values, np.float64)
+        for j, emb in enumerate(embs):
+            ax = axes[1 + j]
+            for i in shown:
+                s = sigma[i, j]
+                keep = np.isfinite(s) & (s > 0)
+                a = fit_a[i, j]
+                ax.loglog(k_sv[keep], s[keep], color=colours[i], lw=1.0)
+                if np.isfinite(a):
+                    kk = np.array([k_lo[i, j], k_hi[i, j]])
+                    ax.loglog(kk, np.exp(fit_c[i, j]) * kk ** (-a), color="black", lw=0.6, zorder=4)
+                # prediction of Lemma 3.1: slope −ŝ/2, anchored at the first rank of the fit window
+                k0 = int(k_lo[i, j]) if np.isfinite(k_lo[i, j]) else 2
+                if keep[k0 - 1]:
+                    kk = k_sv[keep][k_sv[keep] >= k0]
+                    ax.loglog(kk, s[k0 - 1] * (kk / k0) ** (-s_hat[i] / 2), color=colours[i], ls=(0, (3, 2)),
+                              lw=0.8)
+                if emb == "lemma31" and "k_head" in ds:
+                    kh = int(ds["k_head"].values[i])
+                    if 1 <= kh <= s.size and keep[kh - 1]:
+                        ax.plot(kh, s[kh - 1], "o", color=colours[i], ms=3.5, mec="black", mew=0.5, zorder=5)
+            ax.set_xlabel("rank $k$")
+            ax.set_ylabel("singular value $\\sigma_k$")
+            ax.set_title(f"({'abcdef'[1 + j]}) {_EMBEDDING_TITLES.get(emb, emb)}", loc="left")
+            # colours are the corpora of panel (a); this legend gives the line styles
+            window = f"[{int(k_lo[shown[0], j])}, {int(k_hi[shown[0], j])}]" if emb != "lemma31" else \
+                "[2, $k_{\\mathrm{head}}$]"
+            handles = [Line2D([], [], color="grey", lw=1.0), Line2D([], [], color="grey", ls=(0, (3, 2)), lw=0.8),
+                       Line2D([], [], color="black", lw=0.6)]
+            labels = ["$\\sigma_k$ (colour: corpus, as in (a))", "predicted slope $k^{-\\hat s/2}$",
+                      f"power-law fit over {window}"]
+            if emb == "lemma31":
+                handles.append(Line2D([], [], ls="", marker="o", color="grey", mec="black", mew=0.5, ms=3.5))
+                labels.append("$k_{\\mathrm{head}}$ (end of head)")
+            ax.legend(handles, labels, loc="lower left", ncol=1)
+
+        ax = axes[1 + len(embs)]
+        x = s_hat / 2
+        lim = [0.0, max(0.1, float(np.nanmax(x)) * 1.1)]
+        ax.plot(lim, lim, color="black", ls=(0, (4, 2)), lw=0.8, label="$y = x$ (Lemma 3.1)")
+        markers = ("o", "^", "s", "D", "v")
+        sampled = np.flatnonzero(kinds == "sampled")
+        sampled = sampled[np.argsort(x[sampled])]
+        texts = np.flatnonzero(kinds != "sampled")
+        series = [(_EMBEDDING_TITLES.get(e, e).removesuffix(" embedding")
+                   + (", ranks [2, $k_{\\mathrm{head}}$]" if e == "lemma31" else ""), fit_a[:, j], markers[j % 5],
+                   "full", "-") for j, e in enumerate(embs)]
+        if "lemma31_a_wide" in ds and "lemma31" in embs:
+            series.insert(1, ("Lemma 3.1, ranks [2, $d/4$]", np.asarray(ds["lemma31_a_wide"].values, np.float64),
+                              "o", "none", ":"))
+        greys = ("#000000", "#000000", "#777777", "#CC79A7", "#009E73")
+        for n, (label, y, m, fill, ls) in enumerate(series):
+            c = greys[n % len(greys)]
+            ax.plot(x[sampled], y[sampled], color=c, marker=m, ms=3.5, lw=0.8, ls=ls,
+                    mfc=c if fill == "full" else "white", label=label)
+            for i in texts:  # real texts: the marker of the series, filled with the corpus colour of panel (a)
+                face = colours.get(i, "lightgrey") if fill == "full" else "white"
+                ax.scatter(x[i], y[i], marker=m, s=24, facecolors=face, edgecolors=colours.get(i, "black"),
+                           linewidths=0.9, zorder=5)
+        for i in texts:
+            ax.annotate(str(ds["corpus"].values[i]), (x[i], float(np.nanmin(fit_a[i]))), xytext=(5, 0),
+                        textcoords="offset points", fontsize=5.5, color=colours.get(i, "black"), va="center")
+        ax.set_xlim(lim)
+        ax.set_ylim(0, 1.2 * max(lim[1], float(np.nanmax(fit_a))))
+        ax.set_xlabel("predicted exponent $\\hat s/2$")
+        ax.set_ylabel("fitted rank-decay exponent $a$")
+        ax.set_title(f"({'abcdef'[1 + len(embs)]}) fitted vs predicted", loc="left")
+        ax.legend(loc="upper left", title="lines: sampled corpora; colour: real text" if texts.size else None,
+                  title_fontsize=6, alignment="left")
+        fig.tight_layout()
+        return save(fig, path)
+
+
+#: Line styles of the predictions in ``limiting_density``: (label, colour, dashes).
+_DENSITY_MODELS = {
+    "ds_widrow": ("Dozier–Silverstein, Widrow noise (binned)", "#0072B2", (0, (4, 1.5))),
+    "ds_bussgang": ("Dozier–Silverstein, Bussgang (binned)", "#D55E00", (0, (1.5, 1.2))),
+    "mp": ("Marchenko–Pastur, noise only", "#E69F00", (0, (6, 2, 1.5, 2))),
+}
+
+_DENSITY_SHORT = {"ds_widrow": "DS, Widrow", "ds_bussgang": "DS, Bussgang", "mp": "MP"}
+
+
+def limiting_density(ds: Any, path: str | Path) -> list[Path]:
+    """Eigenvalue histograms of quantized matrices against the predicted densities (``fig_limiting_density``).
+
+    One panel per bit width on log–log axes: the histogram of ``x = λ/V`` (log-spaced bins, density of x) in
+    grey, each prediction in ``ds.model`` dashed with its L1 distance in the legend.
+    """
+    import json
+
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    try:
+        cfg = json.loads(ds.attrs.get("config", "{}"))
+    except (TypeError, ValueError):
+        cfg = {}
+    gran = cfg.get("granularity", "")
+    gran += str(cfg.get("group_size") or "") if gran == "group" else ""
+    bits = [int(b) for b in ds["bits"].values]
+    models = [str(m) for m in ds["model"].values]
+    handles: dict[str, Any] = {}
+    with paper_style():
+        fig, axes = plt.subplots(1, len(bits), figsize=(PAGE_WIDTH, 2.45), squeeze=False)
+        for n, (ax, b) in enumerate(zip(axes[0], bits, strict=True)):
+            lo, hi = np.asarray(ds["bin_lo"].values[n], np.float64), np.asarray(ds["bin_hi"].values[n], np.float64)
+            h = np.asarray(ds["hist_density"].values[n], np.float64)
+            hist = ax.stairs(np.where(h > 0, h, np.nan), np.append(lo, hi[-1]), fill=True, color="#BBBBBB")
+            handles.setdefault("hist", hist)
+            grid = np.asarray(ds["x_grid"].values[n], np.float64)
+            top = 0.0
+            edges = np.append(lo, hi[-1])
+            for j, m in enumerate(models):
+                label, colour, dash = _DENSITY_MODELS.get(m, (m, LINE_COLOURS[j % len(LINE_COLOURS)], "--"))
+                l1 = float(ds["l1"].values[n, j])
+                if m == "mp":  # smooth: no outliers, so no islands for the grid to miss
+                    y = np.asarray(ds["density"].values[n, j], np.float64)
+                    ax.loglog(grid, np.where(y > 0, y, np.nan), color=colour, ls=dash, lw=1.0)
+                else:  # binned like the histogram: the DS density of a power-law signal is a forest of islands
+                    y = np.asarray(ds["pred_mass"].values[n, j], np.float64) / (hi - lo)
+                    ax.stairs(np.where(y > 0, y, np.nan), edges, color=colour, ls=dash, lw=1.0, baseline=None)
+                handles.setdefault(m, Line2D([], [], color=colour, ls=dash, lw=1.0, label=label))
+                ax.plot([], [], ls="", label=f"{_DENSITY_SHORT.get(m, m)}: {l1:.2f}")
+                top = max(top, float(np.nanmax(np.where(y > 0, y, np.nan), initial=0.0)))
+            positive = h[h > 0]
+            if positive.size:
+                ax.set_ylim(positive.min() / 10, max(top, positive.max()) * 30)
+            ax.set_xlim(min(lo[0], grid[0]), hi[-1])
+            ax.set_xlabel("$x = \\lambda / V$")
+            if n == 0:
+                ax.set_ylabel("density $\\rho(x)$")
+            regime = str(ds["regime"].values[n])
+            ax.set_title(f"({'abcdef'[n]}) {b} bits, {gran} — {regime}", loc="left")
+            ax.legend(loc="upper right", handlelength=0, handletextpad=0, title="L1 distance", title_fontsize=6.5)
+        labels = {"hist": f"empirical histogram ({ds['sv_rank'].size} eigenvalues)"}
+        fig.legend([handles[k] for k in handles], [labels.get(k, handles[k].get_label()) for k in handles],
+                   loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, 0.0), handlelength=2.8)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return save(fig, path)
+
+
+def last_finite(values: Any) -> np.ndarray:
+    """The last finite entry of each row of a (runs × steps) array; NaN for a row with none."""
+    v = np.asarray(values, np.float64)
+    out = np.full(v.shape[0], np.nan)
+    for i, row in enumerate(v):
+        finite = row[np.isfinite(row)]
+        if finite.size:
+            out[i] = finite[-1]
+    return out
+
+
+def embedding_in_use(ds: Any, name: str) -> Any:
+    """Probe ``emb_<name>`` of the embedding a training run computes with: its quantized view where the run
+    quantizes it (``emb_<name>_q``), the float32 table at full precision (where ``_q`` is NaN)."""
+    q, fp = ds[f"emb_{name}_q"], ds[f"emb_{name}"]
+    return q.where(np.isfinite(q), fp)
+
+
+def _precision_colours(precisions: list[str]) -> dict[str, str]:
+    """fp32 in black, then the bit widths from high to low in palette order."""
+    low = sorted((p for p in precisions if p != "fp32"), key=int, reverse=True)
+    out = {"fp32": "#000000"}
+    out.update({p: LINE_COLOURS[i % len(LINE_COLOURS)] for i, p in enumerate(low)})
+    return out
+
+
+def training_collapse(ds: Any, path: str | Path) -> list[Path]:
+    """Training curves per precision (mean over seeds, first corpus), and final loss against precision.
+
+    ``ds`` is the dataset of ``experiments.fig_training_collapse`` (dims ``run`` × ``step``). Panels: held-out
+    loss; stable rank and rank-decay exponent of the embedding the model computes with (its quantized view);
+    hidden-state effective rank and anisotropy (mean pairwise cosine); final held-out loss against bits for
+    every corpus, with the scale-group / rounding variants as markers.
+    """
+    import matplotlib.pyplot as plt
+
+    axis = np.asarray(ds["axis"].values).astype(str)
+    corpus = np.asarray(ds["corpus"].values).astype(str)
+    precision = np.asarray(ds["precision"].values).astype(str)
+    first = corpus[axis == "bits"][0]
+    order = list(dict.fromkeys(precision[(axis == "bits") & (corpus == first)]))
+    colours = _precision_colours(order)
+    steps = np.asarray(ds["step"].values)
+    curves = {
+        "held-out loss (nats)": ds["eval_loss"],
+        "embedding stable rank $r_s$": embedding_in_use(ds, "stable_rank"),
+        "embedding rank exponent $a$": embedding_in_use(ds, "rank_exponent"),
+        "hidden effective rank": ds["hidden_effective_rank"],
+        "hidden anisotropy (mean cos)": ds["hidden_anisotropy"],
+    }
+    with paper_style():
+        fig, axes = plt.subplots(2, 3, figsize=(PAGE_WIDTH, 4.0))
+        for ax, (ylabel, var) in zip(axes.flat, curves.items(), strict=False):
+            values = np.asarray(var.values, np.float64)
+            for p in order:
+                sel = (axis == "bits") & (corpus == first) & (precision == p)
+                v = values[sel]
+                keep = np.isfinite(v).any(axis=0)
+                if not keep.any():
+                    continue
+                with np.errstate(all="ignore"):
+                    mean = np.nanmean(v[:, keep], axis=0)
+                ax.plot(steps[keep], mean, color=colours[p], marker="o", ms=2.0,
+                        label="fp32" if p == "fp32" else f"int{p}")
+            ax.set_xlabel("step")
+            ax.set_ylabel(ylabel)
+        axes.flat[0].legend(title=f"{first} corpus", ncol=2, title_fontsize=6.5)
+        ax = axes.flat[5]
+        final = last_finite(ds["eval_loss"].values)
+        rows = [{"axis": axis[i], "corpus": corpus[i], "precision": precision[i], "eval_loss": final[i],
+                 "granularity": str(ds["granularity"].values[i]), "rounding": str(ds["rounding"].values[i])}
+                for i in range(final.size)]
+        markers = ("o", "s", "^", "D")
+        for j, c in enumerate(dict.fromkeys(r["corpus"] for r in rows if r["axis"] == "bits")):
+            main = [r for r in rows if r["axis"] == "bits" and r["corpus"] == c]
+            xs = [p for p in order if any(r["precision"] == p for r in main)]
+            ys = [np.nanmean([r["eval_loss"] for r in main if r["precision"] == p]) for p in xs]
+            ax.plot([order.index(p) for p in xs], ys, color=LINE_COLOURS[j], marker=markers[j % 4], ms=3, label=c)
+        ax.set_xticks(range(len(order)), order)
+        variants = [r for r in rows if r["axis"] == "scales"]
+        pos = {p: i for i, p in enumerate(order)}
+        shapes = {"tensor": "o", "row": "s", "column": "v"}
+        for r in variants:
+            if r["precision"] not in pos:
+                continue
+            m = shapes.get(r["granularity"], "D")
+            face = "none" if r["rounding"] == "stochastic" else "#555555"
+            ax.scatter(pos[r["precision"]] + 0.12, r["eval_loss"], marker=m, s=12, facecolors=face,
+                       edgecolors="#555555", linewidths=0.7, zorder=4)
+        if variants:
+            from matplotlib.lines import Line2D
+
+            handles = [Line2D([], [], ls="", marker=shapes.get(g, "D"), color="#555555", ms=3.5, label=g)
+                       for g in dict.fromkeys(r["granularity"] for r in variants)]
+            handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="#555555", ms=3.5, label="stochastic"))
+            leg = ax.legend(loc="upper left")
+            ax.add_artist(leg)
+            ax.legend(handles=handles, loc="lower right", fontsize=5.5, title="3–4-bit variants",
+                      title_fontsize=5.5)
+        else:
+            ax.legend(loc="upper left")
+        ax.set_xlabel("weight / embedding precision (bits)")
+        ax.set_ylabel("final held-out loss (nats)")
+        for letter, a in zip("abcdef", axes.flat, strict=True):
+            a.set_title(f"({letter})", loc="left", fontsize=8)
+        fig.tight_layout()
+        return save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fig_noise_floor and fig_stable_rank_vs_bits
+# ---------------------------------------------------------------------------------------------------------
+
+_GRAN_MARKERS = {"tensor": "o", "row": "s", "column": "v", "group": "^"}
+
+
+def _labels(ds: Any, name: str) -> np.ndarray:
+    """A label coordinate of a sweep (strings come back from netCDF as objects)."""
+    return np.asarray(ds[name].values).astype(str)
+
+
+def _bit_colours(bits: Any) -> dict[int, str]:
+    order = sorted({int(b) for b in bits}, reverse=True)
+    return {b: LINE_COLOURS[i % len(LINE_COLOURS)] for i, b in enumerate(order)}
+
+
+def _gran_marker(label: str) -> str:
+    if label.startswith("group"):
+        return {"group32": "^", "group64": "D", "group128": "D"}.get(label, "^")
+    return _GRAN_MARKERS.get(label, "o")
+
+
+def noise_floor(ds: Any, path: str | Path) -> list[Path]:
+    """Figure ``fig_noise_floor``: (a) spectra at b bits with the predicted spectrum, noise floor and threshold;
+    (b) measured against predicted truncation index k*.
+
+    ``ds`` is the dataset of :mod:`experiments.fig_noise_floor` (a ``point`` dimension of settings with the
+    spectra ``sigma_fp``, ``sigma_measured``, ``sigma_predicted`` along ``rank``), read back from netCDF or not.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    bits_all = np.asarray(ds["bits"].values).astype(int)
+    colour = _bit_colours(bits_all)
+    idx = np.flatnonzero(np.asarray(ds["spectrum_panel"].values).astype(bool))
+    idx = idx[np.argsort(-bits_all[idx], kind="stable")]
+    first = ds.isel(point=int(idx[0]))
+    V, d, a = int(first["V"]), int(first["d"]), float(first["a"])
+    gran = str(first["granularity"].values)
+    with paper_style():
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.8), gridspec_kw={"width_ratios": [1.45, 1.0]})
+        s_fp = np.asarray(first["sigma_fp"].values, np.float64)
+        s_fp = s_fp[np.isfinite(s_fp)]
+        r = s_fp.size
+        k = np.arange(1, r + 1)
+        ax.loglog(k, s_fp, color="black", lw=1.6, zorder=6)
+        top = float(s_fp[0])
+        bottom = 0.95e-3 * top  # singular_values guarantees accuracy down to 1e-3·σ_1 only
+        for i in idx:
+            p = ds.isel(point=int(i))
+            c = colour[int(p["bits"])]
+            s_q = np.asarray(p["sigma_measured"].values, np.float64)[:r]
+            s_p = np.asarray(p["sigma_predicted"].values, np.float64)[:r]
+            pos = s_q > 0
+            ax.loglog(k[pos], s_q[pos], color=c, lw=1.0, zorder=4)
+            ax.loglog(k[s_p > 0], s_p[s_p > 0], color=c, lw=0.9, ls=(0, (3, 1.5)), zorder=5, alpha=0.9)
+            floor, kp = float(p["noise_floor"]), int(p["k_predicted"])
+            thr = float(p["threshold"]) / max(float(p["gain_predicted"]), 1e-30)  # in units of σ_k(W)
+            if floor > bottom:
+                ax.axhline(floor, color=c, lw=0.7, ls=(0, (1, 1.5)), zorder=2)
+            if 0 < kp < r and thr > bottom:
+                ax.plot([kp], [thr], marker="v", ms=4.5, color=c, mec="black", mew=0.4, zorder=7, ls="none")
+            top = max(top, float(np.nanmax(s_q)))
+        ax.set_ylim(bottom, 1.6 * top)
+        ax.set_xlim(1, r * 1.05)
+        ax.set_xlabel("rank $k$")
+        ax.set_ylabel(r"singular value $\sigma_k$")
+        ax.set_title(f"(a) {V}×{d}, $\\sigma_k = k^{{-{a:g}}}$, per-{gran} round-to-nearest", loc="left")
+        style = [
+            Line2D([], [], color="black", lw=1.6, label="full precision $W$"),
+            Line2D([], [], color="0.35", lw=1.0, label=r"measured $\sigma_k(Q_b(W))$"),
+            Line2D([], [], color="0.35", lw=0.9, ls=(0, (3, 1.5)), label="predicted spectrum"),
+            Line2D([], [], color="0.35", lw=0.7, ls=(0, (1, 1.5)), label=r"noise floor $s(\sqrt{V}+\sqrt{d})$"),
+            Line2D([], [], color="0.35", marker="v", mec="black", mew=0.4, ls="none", ms=4.5,
+                   label=r"threshold $\theta_c = s(Vd)^{1/4}$ at predicted $k^*$"),
+        ]
+        regimes = _labels(ds, "regime")
+        bit_handles = [Line2D([], [], color=colour[int(bits_all[i])], lw=1.4,
+                              label=f"{int(bits_all[i])} bits" + (" (dead zone)" if regimes[i] == "dead-zone" else ""))
+                       for i in idx]
+        ax.legend(handles=bit_handles, loc="upper right", fontsize=6, ncol=2, handlelength=1.4,
+                  columnspacing=0.8)
+        fig.legend(handles=style, loc="lower center", ncol=len(style), bbox_to_anchor=(0.5, -0.01), fontsize=6,
+                   handlelength=2.2, columnspacing=1.0)
+
+        # (b) measured vs predicted k*
+        k_m = np.maximum(np.asarray(ds["k_measured"].values, float), 0.8)
+        k_p = np.maximum(np.asarray(ds["k_predicted"].values, float), 0.8)
+        grans = _labels(ds, "granularity")
+        regime = _labels(ds, "regime")
+        rounding = _labels(ds, "rounding")
+        for i in range(k_m.size):
+            c = colour[int(bits_all[i])]
+            dead = regime[i] == "dead-zone"
+            bx.plot([k_p[i]], [k_m[i]], marker=_gran_marker(grans[i]), ms=3.6 if rounding[i] == "nearest" else 3.0,
+                    mfc="white" if dead else c, mec=c, mew=0.9, ls="none", alpha=0.9, zorder=4)
+        lo = 0.7
+        hi = 1.4 * max(float(k_m.max()), float(k_p.max()))
+        bx.plot([lo, hi], [lo, hi], color="black", lw=0.7, zorder=2)
+        bx.annotate("$y = x$", (4 * lo, 4 * lo), xytext=(-3, 3), textcoords="offset points", fontsize=6,
+                    ha="right", va="bottom", rotation=45, rotation_mode="anchor")
+        bx.set_xscale("log")
+        bx.set_yscale("log")
+        bx.set_xlim(lo, hi)
+        bx.set_ylim(lo, hi)
+        bx.set_aspect("equal")
+        bx.set_xlabel(r"predicted $k^* = \#\{k: g\sigma_k > \theta_c\}$")
+        bx.set_ylabel(r"measured $k^* = \#\{k: \sigma_k(Q) > s(\sqrt{V}+\sqrt{d})\}$")
+        bx.set_title("(b) truncation index", loc="left")
+        seen = list(dict.fromkeys(grans))
+        handles = [Line2D([], [], marker=_gran_marker(g), color="0.3", ls="none", ms=3.6, label=g)
+                   for g in seen]
+        handles.append(Line2D([], [], marker="o", mfc="white", mec="0.3", ls="none", ms=3.6,
+                              label="dead zone"))
+        bx.legend(handles=handles, loc="lower right", fontsize=6, handletextpad=0.3, borderaxespad=0.2,
+                  title="colour: bits (a)", title_fontsize=6)
+        fig.tight_layout(rect=(0, 0.06, 1, 1), w_pad=1.2)
+        return save(fig, path)
+
+
+def _regime_spans(bits: np.ndarray, dead: np.ndarray) -> list[tuple[float, float]]:
+    """Bit ranges (±½ around each integer bit width) where ``dead`` holds, merged when adjacent."""
+    spans: list[tuple[float, float]] = []
+    for b in sorted(int(x) for x in bits[dead]):
+        lo, hi = b - 0.5, b + 0.5
+        if spans and abs(spans[-1][1] - lo) < 1e-9:
+            spans[-1] = (spans[-1][0], hi)
+        else:
+            spans.append((lo, hi))
+    return spans
+
+
+def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
+    """Figure ``fig_stable_rank_vs_bits``: measured and predicted stable rank (top) and rank-decay exponent
+    (bottom) against bits, one column per scale group, colour = rounding, dead-zone bit ranges shaded.
+
+    ``ds`` is the dataset of :mod:`experiments.fig_stable_rank_vs_bits` (a ``point`` dimension of settings);
+    values are averaged over seeds. Filled markers are Widrow-regime points, open ones dead-zone points; the
+    prediction (dashed) is the regime's model, additive or Bussgang. Values beyond the axes are drawn at its edge
+    as arrows with the value written beside them.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    grans = list(dict.fromkeys(_labels(ds, "granularity")))
+    roundings = list(dict.fromkeys(_labels(ds, "rounding")))
+    rcolour = {"nearest": "#0072B2", "stochastic": "#D55E00"}
+    g_all, r_all = _labels(ds, "granularity"), _labels(ds, "rounding")
+    bits_all = np.asarray(ds["bits"].values).astype(int)
+    bits = sorted(set(bits_all.tolist()))
+    regime = _labels(ds, "regime")
+
+    def series(name: str, g: str, r: str) -> np.ndarray:
+        v = np.asarray(ds[name].values, float)
+        return np.array([np.nanmean(v[(g_all == g) & (r_all == r) & (bits_all == b)]) for b in bits])
+
+    def dead_frac(g: str, r: str) -> np.ndarray:
+        return np.array([np.mean(regime[(g_all == g) & (r_all == r) & (bits_all == b)] == "dead-zone")
+                         for b in bits])
+
+    quantities = (("stable_rank", r"stable rank $r_s$", "log"), ("exponent", r"rank exponent $a$", "linear"))
+    b_arr = np.asarray(bits, float)
+    with paper_style():
+        fig, axes = plt.subplots(2, len(grans), figsize=(PAGE_WIDTH, 3.9), sharex=True, sharey="row",
+                                 squeeze=False)
+        for row, (q, ylabel, scale) in enumerate(quantities):
+            fp = float(np.nanmean(np.asarray(ds[f"{q}_fp"].values, float)))
+            meas_all = np.asarray(ds[f"{q}_measured"].values, float)
+            pred_all = np.asarray(ds[f"{q}_predicted"].values, float)
+            if scale == "log":
+                vals = np.concatenate([meas_all, pred_all, [fp]])
+                vals = vals[np.isfinite(vals) & (vals > 0)]
+                ylim = (0.8 * min(vals.min(), fp), 1.35 * vals.max())
+            else:  # rank exponent: a few nonzero σ give absurd fits; keep the axis on the meaningful range
+                ylim = (0.0, 1.45 * fp)
+            for col, g in enumerate(grans):
+                ax = axes[row, col]
+                near = "nearest" if "nearest" in roundings else roundings[0]
+                for lo, hi in _regime_spans(b_arr, dead_frac(g, near) > 0.5):
+                    ax.axvspan(lo, hi, color="0.88", lw=0, zorder=0)
+                    if row == 0:
+                        ax.text(0.5 * (lo + hi), 0.97, "dead\nzone", transform=ax.get_xaxis_transform(),
+                                ha="center", va="top", fontsize=5.5, color="0.35")
+                ax.axhline(fp, color="black", lw=0.8, ls=(0, (1, 1.5)), zorder=1)
+                for r in roundings:
+                    c = rcolour.get(r, LINE_COLOURS[0])
+                    m, p = series(f"{q}_measured", g, r), series(f"{q}_predicted", g, r)
+                    dead = dead_frac(g, r) > 0.5
+                    ax.plot(b_arr, np.clip(m, *ylim), color=c, lw=1.0, zorder=3)
+                    ax.plot(b_arr, np.clip(p, *ylim), color=c, lw=1.0, ls=(0, (3, 1.5)), zorder=3)
+                    for x, y, dz in zip(b_arr, m, dead, strict=True):
+                        if not np.isfinite(y):
+                            continue
+                        inside = ylim[0] <= y <= ylim[1]
+                        ax.plot([x], [np.clip(y, *ylim)], marker="o" if inside else ("^" if y > ylim[1] else "v"),
+                                ms=3.5, mfc="white" if dz else c, mec=c, mew=0.9, ls="none", zorder=4,
+                                clip_on=False)
+                        if not inside:
+                            ax.annotate(f"{y:.3g}", (x, ylim[1] if y > ylim[1] else ylim[0]), xytext=(3, -6),
+                                        textcoords="offset points", fontsize=5.5, color=c)
+                    for x, y in zip(b_arr, p, strict=True):
+                        if np.isfinite(y) and not ylim[0] <= y <= ylim[1]:
+                            ax.plot([x], [np.clip(y, *ylim)], marker="^" if y > ylim[1] else "v", ms=3.2,
+                                    mfc="none", mec=c, mew=0.7, ls="none", zorder=4, clip_on=False)
+                            ax.annotate(f"pred. {y:.3g}", (x, ylim[1] if y > ylim[1] else ylim[0]),
+                                        xytext=(3, -12), textcoords="offset points", fontsize=5.5, color=c)
+                ax.set_yscale(scale)
+                ax.set_ylim(*ylim)
+                if scale == "log":
+                    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+                    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+                    ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.set_xlim(b_arr.max() + 0.5, b_arr.min() - 0.5)  # fewer bits to the right
+                ax.set_xticks(bits)
+                if row == 0:
+                    ax.set_title(f"per {g}", loc="center")
+                if col == 0:
+                    ax.set_ylabel(ylabel)
+                if row == len(quantities) - 1:
+                    ax.set_xlabel("bits $b$")
+        handles = [Line2D([], [], color=rcolour.get(r, LINE_COLOURS[0]), lw=1.0, marker="o", ms=3.5,
+                          label=f"{r} rounding, measured") for r in roundings]
+        handles += [Line2D([], [], color="0.3", lw=1.0, ls=(0, (3, 1.5)), label="predicted (RMT)"),
+                    Line2D([], [], color="black", lw=0.8, ls=(0, (1, 1.5)), label="full precision"),
+                    Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=3.5,
+                           label="open: dead-zone point"),
+                    Patch(color="0.88", label="dead zone (nearest)")]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
+                   fontsize=6, handlelength=2.0, columnspacing=1.0)
+        fig.tight_layout(rect=(0, 0.05, 1, 1), h_pad=0.6, w_pad=0.6)
+        return save(fig, path)
+
+
+_MITIGATION_STYLE = {"rtn": ("RTN", LINE_COLOURS[0]), "specquant": ("SpecQuant", LINE_COLOURS[1]),
+                     "s2d": ("S2D + RTN", LINE_COLOURS[2])}
+
+
+def mitigations(ds: Any, path: str | Path) -> list[Path]:
+    """RTN vs SpecQuant vs S2D (``experiments.fig_mitigations``), eight panels.
+
+    Top row: stable rank and truncation index ``k*`` against bits for the power-law matrix and the trained LM
+    embedding, measured (solid) beside the RMT prediction (dashed), full precision dotted. Bottom row: relative
+    error of both matrices; post-training W·A4 perplexity of the LM per method; low-bit training with S2D off
+    (solid) and on (dashed): embedding stable rank and held-out loss over steps.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    bits = np.asarray(ds["bits"].values).astype(int)
+    methods = [str(m) for m in ds["mitigation"].values]
+    matrices = [str(m) for m in ds["matrix"].values]
+    titles = {"power_law": "power-law matrix", "lm_embedding": "LM embedding"}
+    pred_ls, fp_ls = (0, (3, 1.5)), (0, (1, 1.5))
+
+    def bits_axis(ax: Any) -> None:
+        ax.set_xlim(bits.max() + 0.3, bits.min() - 0.3)  # fewer bits to the right
+        ax.set_xticks(sorted(set(bits.tolist())))
+        ax.set_xlabel("bits $b$")
+
+    with paper_style():
+        fig, axes = plt.subplots(2, 4, figsize=(PAGE_WIDTH, 4.3))
+        letters = iter("abcdefgh")
+        for col, (var, label) in enumerate((("stable_rank", "stable rank $r_s$"),
+                                            ("truncation_index", "truncation index $k^*$"))):
+            for j, mat in enumerate(matrices):
+                ax = axes[0, 2 * col + j]
+                for meth in methods:
+                    name, c = _MITIGATION_STYLE.get(meth, (meth, "grey"))
+                    meas = np.asarray(ds[var].sel(matrix=mat, mitigation=meth).values, np.float64)
+                    pred = np.asarray(ds[f"predicted_{var}"].sel(matrix=mat, mitigation=meth).values, np.float64)
+                    ax.plot(bits, meas, color=c, marker="o", ms=3, lw=1.1)
+                    ax.plot(bits, pred, color=c, ls=pred_ls, lw=0.9, marker="x", ms=3)
+                if var == "stable_rank":
+                    ax.axhline(float(ds["fp_stable_rank"].sel(matrix=mat)), color="black", ls=fp_ls, lw=0.8)
+                    if "s2d" in methods:
+                        ax.axhline(float(ds["s2d_fp_stable_rank"].sel(matrix=mat)), color=_MITIGATION_STYLE["s2d"][1],
+                                   ls=fp_ls, lw=0.8)
+                else:
+                    ax.set_ylim(bottom=0)
+                bits_axis(ax)
+                ax.set_ylabel(label)
+                ax.set_title(f"({next(letters)}) {titles.get(mat, mat)}", loc="left")
+
+        ax = axes[1, 0]
+        mstyle = {"power_law": ("o", "-"), "lm_embedding": ("s", (0, (4, 1, 1, 1)))}
+        for mat in matrices:
+            mk, ls = mstyle.get(mat, ("^", "-"))
+            for meth in methods:
+                c = _MITIGATION_STYLE.get(meth, (meth, "grey"))[1]
+                err = np.asarray(ds["rel_error"].sel(matrix=mat, mitigation=meth).values, np.float64)
+                ax.plot(bits, err, color=c, marker=mk, ms=3, ls=ls, lw=1.0)
+        ax.set_yscale("log")
+        bits_axis(ax)
+        ax.set_ylabel(r"relative error $\|W_q - W\|_F / \|W\|_F$")
+        ax.set_title(f"({next(letters)}) error", loc="left")
+        ax.legend(handles=[Line2D([], [], color="0.3", marker=mstyle[m][0], ms=3, ls=mstyle[m][1], lw=1.0,
+                                  label=titles.get(m, m)) for m in matrices if m in mstyle], loc="upper left")
+
+        ax = axes[1, 1]
+        settings = [str(s) for s in ds["ptq_setting"].values]
+        pmethods = [str(m) for m in ds["ptq_method"].values]
+        width = 0.8 / len(pmethods)
+        x = np.arange(len(settings))
+        for i, meth in enumerate(pmethods):
+            name, c = _MITIGATION_STYLE.get(meth, (meth, "grey"))
+            ppl = np.asarray(ds["ptq_perplexity"].sel(ptq_method=meth).values, np.float64)
+            ax.bar(x + (i - (len(pmethods) - 1) / 2) * width, ppl, width * 0.9, color=c, label=name)
+        fp_ppl = float(ds["ptq_fp_perplexity"].sel(ptq_method=pmethods[0]))
+        ax.axhline(fp_ppl, color="black", ls=fp_ls, lw=0.8)
+        all_ppl = np.asarray(ds["ptq_perplexity"].values, np.float64)
+        finite = all_ppl[np.isfinite(all_ppl)]
+        if finite.size:
+            lo, hi = min(fp_ppl, finite.min()), max(fp_ppl, finite.max())
+            ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9) - 0.02 * lo), hi + 0.1 * (hi - lo + 1e-9) + 0.01 * hi)
+        ax.set_xticks(x, settings)
+        ax.set_ylabel("held-out perplexity")
+        ax.set_title(f"({next(letters)}) LM post-training quant.", loc="left")
+
+        precision = np.asarray(ds["train_precision"].values).astype(str)
+        s2d_on = np.asarray(ds["train_s2d"].values).astype(int)
+        low = sorted({p for p in precision if p != "fp32"}, key=int, reverse=True)
+        colours = {"fp32": "#000000"} | {p: LINE_COLOURS[4 + i % 3] for i, p in enumerate(low)}  # not the methods'
+        steps = np.asarray(ds["step"].values)
+        after_init = steps > 0  # step 0 is the initialisation (r_s ~ d): it would squash the training curves
+        for ax, var, label in ((axes[1, 2], "train_emb_stable_rank", "embedding stable rank $r_s$"),
+                               (axes[1, 3], "train_eval_loss", "held-out loss (nats)")):
+            values = np.asarray(ds[var].values, np.float64)
+            for i in range(values.shape[0]):
+                keep = np.isfinite(values[i]) & after_init
+                ax.plot(steps[keep], values[i][keep], color=colours[precision[i]], lw=1.0,
+                        ls=pred_ls if s2d_on[i] else "-", marker="." if keep.sum() < 12 else None, ms=3)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(label)
+            if var == "train_emb_stable_rank":
+                ax.set_yscale("log")
+                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"({next(letters)}) training, S2D off/on", loc="left")
+        handles = [Line2D([], [], color=colours[p], lw=1.0, label="fp32" if p == "fp32" else f"int{p}")
+                   for p in colours]
+        handles += [Line2D([], [], color="0.3", lw=1.0, label="S2D off"),
+                    Line2D([], [], color="0.3", lw=1.0, ls=pred_ls, label="S2D on")]
+        axes[1, 3].legend(handles=handles, loc="center right", ncol=2, columnspacing=0.8, handlelength=1.8)
+
+        handles = [Line2D([], [], color=_MITIGATION_STYLE[m][1], lw=4, label=_MITIGATION_STYLE[m][0])
+                   for m in methods if m in _MITIGATION_STYLE]
+        handles += [Line2D([], [], color="0.3", lw=1.1, marker="o", ms=3, label="measured"),
+                    Line2D([], [], color="0.3", lw=0.9, ls=pred_ls, marker="x", ms=3, label="RMT prediction"),
+                    Line2D([], [], color="black", lw=0.8, ls=fp_ls, label="full precision (green: S2D'd)")]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
+                   fontsize=6.5, handlelength=2.2, columnspacing=1.2)
+        fig.tight_layout(rect=(0, 0.045, 1, 1), h_pad=0.8, w_pad=0.5)
+        return save(fig, path)

@@ -152,10 +152,10 @@ def run_grid(
     Each point is a dict of scalar labels (``{"bits": 4, "granularity": "row"}``); with ``combine="concat"`` they
     become coordinates along ``dim``. With ``combine="by_coords"`` each point's dataset already carries its
     labels as dimension coordinates (a block of a larger grid) and the blocks are joined by
-    ``xarray.combine_by_coords``. Every finished point is written to ``root/NAME/KEY.parts/NNNNN.nc`` at once, so an interrupted run
-    resumes where it stopped; when all points are done the parts are merged into ``root/NAME/KEY.nc`` and
-    removed. The result is identical whether or not the run was interrupted, provided ``compute_point`` is a
-    pure function of its point (every random draw seeded from the config).
+    ``xarray.combine_by_coords``. Every finished point is written to ``root/NAME/KEY.parts/NNNNN.nc`` at once,
+    so an interrupted run resumes where it stopped; when all points are done the parts are merged into
+    ``root/NAME/KEY.nc`` and removed. The result is identical whether or not the run was interrupted, provided
+    ``compute_point`` is a pure function of its point (every random draw seeded from the config).
     """
     import xarray as xr
     from tqdm.auto import tqdm

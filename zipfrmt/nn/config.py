@@ -379,7 +379,7 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(
         model=ModelConfig(vocab_size=1024, d_model=64, n_layers=2, n_heads=4, max_len=64),
         data=DataConfig(source="latent", n_tokens=400_000, n_topics=64, doc_len=256),
-        batch_size=32, context=64, steps=400, lr=3e-3, warmup=40,
+        batch_size=32, context=64, steps=300, lr=3e-3, warmup=30,
         probe_every=50, eval_every=100, eval_batches=4, checkpoint_every=200,
     ),
     # GPT-2-small shape, for a GPU.

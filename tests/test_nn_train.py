@@ -1,0 +1,140 @@
+"""Training loop: learning, fp32 vs 8-bit, bit-for-bit resume, divergence, config validation, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import xarray as xr
+
+from zipfrmt.cli import main
+from zipfrmt.nn import (
+    DataConfig,
+    ModelConfig,
+    QuantSpec,
+    TrainConfig,
+    config_from_json,
+    config_to_json,
+    evaluate,
+    train,
+    trained_model,
+    validate,
+    with_bits,
+)
+from zipfrmt.nn.data import load_tokens
+
+MICRO = TrainConfig(
+    model=ModelConfig(vocab_size=128, d_model=32, n_layers=1, n_heads=2, max_len=16),
+    data=DataConfig(source="latent", n_tokens=20_000, n_topics=16, doc_len=64),
+    batch_size=8, context=16, steps=30, lr=1e-2, warmup=4,
+    probe_every=10, eval_every=10, eval_batches=2, checkpoint_every=15,
+)
+
+
+def _same(a: xr.Dataset, b: xr.Dataset) -> None:
+    assert list(a.data_vars) == list(b.data_vars)
+    for k in a.data_vars:
+        np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
+
+
+def test_training_reduces_loss_and_8bit_stays_close_to_fp32():
+    fp = train(MICRO, progress=False)
+    q8 = train(with_bits(MICRO, QuantSpec(bits=8, granularity="row"), act=QuantSpec(bits=8, granularity="row")),
+               progress=False)
+    for ds in (fp, q8):
+        assert ds.attrs["status"] in ("ok", "collapsed")
+        assert ds.eval_loss.values[-1] < ds.eval_loss.values[0] - 0.5
+        assert np.isfinite(ds.emb_stable_rank.values[-1]) and np.isfinite(ds.hidden_anisotropy.values[-1])
+    assert abs(fp.eval_loss.values[-1] - q8.eval_loss.values[-1]) < 0.05
+    assert np.isnan(fp.emb_k_star_measured.values[-1]) and q8.emb_k_star_measured.values[-1] > 0
+    assert fp.step.values.tolist() == list(range(31))
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    cfg = with_bits(MICRO, QuantSpec(bits=4, granularity="row", rounding="stochastic"))
+    straight = train(cfg, tmp_path / "a", progress=False)
+    part = train(cfg, tmp_path / "b", progress=False, stop_after=15)
+    assert part.attrs["status"] == "interrupted" and part.sizes["step"] == 16
+    resumed = train(cfg, tmp_path / "b", progress=False)
+    _same(straight, resumed)
+    _same(straight, xr.load_dataset(tmp_path / "b" / "history.nc"))
+    assert resumed.attrs["status"] == straight.attrs["status"]
+    # the restored model evaluates like the run recorded; PTQ to W4A4 changes it
+    model = trained_model(cfg, tmp_path / "b")
+    held = load_tokens(cfg).eval
+    ev = evaluate(model, held, cfg, n_windows=cfg.eval_batches * cfg.batch_size)
+    assert math.isclose(ev["loss"], float(straight.eval_loss.values[-1]), rel_tol=1e-4)
+    ptq = evaluate(model, held, cfg, weight_quant=QuantSpec(bits=2), act_quant=QuantSpec(bits=2))
+    assert ptq["loss"] != ev["loss"] and math.isclose(ev["perplexity"], math.exp(ev["loss"]))
+
+
+def _nan_at(step: int) -> optax.GradientTransformation:
+    def update(g, state, params=None):
+        bad = state >= step
+        return jax.tree.map(lambda x: jnp.where(bad, jnp.nan, x), g), state + 1
+
+    return optax.GradientTransformation(lambda p: jnp.zeros((), jnp.int32), update)
+
+
+def test_divergence_stops_cleanly_and_saves_history(tmp_path):
+    ds = train(MICRO, tmp_path, progress=False, extra_transform=_nan_at(12))
+    assert ds.attrs["status"] == "diverged" and "non-finite" in ds.attrs["reason"]
+    assert ds.attrs["stopped_at"] == 14  # update 13 writes NaN; step 14's loss is NaN
+    saved = xr.load_dataset(tmp_path / "history.nc")
+    assert saved.attrs["status"] == "diverged" and saved.sizes["step"] == 15
+    assert np.all(np.isfinite(saved.loss.values[1:13]))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"quant_embed": QuantSpec(bits=0)}, r"quant_embed\.bits: expected an integer in \[1, 16\], got 0"),
+    ({"quant_linear": QuantSpec(format="fp5")}, r"quant_linear\.format: expected one of"),
+    ({"model": ModelConfig(vocab_size=128, d_model=30, n_heads=4, max_len=16)},
+     r"model\.d_model: expected a multiple of n_heads = 4, got 30"),
+    ({"context": 32}, r"context: expected at most model\.max_len = 16"),
+    ({"quant_embed": QuantSpec(bits=4, granularity="group", group_size=5)}, r"group_size: expected a divisor"),
+])
+def test_bad_configs_fail_before_training(change, match):
+    with pytest.raises(ValueError, match=match):
+        train(dataclasses.replace(MICRO, **change), progress=False)
+
+
+def test_context_longer_than_the_data_fails_before_training():
+    cfg = dataclasses.replace(MICRO, model=dataclasses.replace(MICRO.model, max_len=4096), context=3000,
+                              data=dataclasses.replace(MICRO.data, n_tokens=20_000))
+    with pytest.raises(ValueError, match="context: expected a context shorter than the data"):
+        train(cfg, progress=False)
+
+
+def test_config_json_round_trip_and_hash():
+    cfg = with_bits(MICRO, QuantSpec(format="nf4", granularity="row"), act=QuantSpec(bits=8, granularity="row"))
+    assert config_from_json(config_to_json(cfg)) == cfg
+    assert hash(cfg) == hash(config_from_json(config_to_json(cfg)))
+    assert validate(cfg) is cfg
+
+
+def test_cli_train_writes_history(tmp_path, capsys):
+    cfg_file = tmp_path / "micro.json"
+    cfg_file.write_text(config_to_json(dataclasses.replace(MICRO, steps=10)))
+    assert main(["train", str(cfg_file), "--bits", "4", "--act-bits", "8", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    ds = xr.load_dataset(tmp_path / "run" / "history.nc")
+    assert ds.sizes["step"] == 11 and "emb_stable_rank" in ds and ds.attrs["zipfrmt_version"]
+    assert config_from_json(ds.attrs["config"]).quant_embed == QuantSpec(bits=4)
+    assert main(["train", "tiny", "--bits", "0"]) == 2
+    assert "zipfrmt train: error: bits" in capsys.readouterr().err
+
+
+def test_experiment_settings_and_table():
+    from zipfrmt.nn.experiment import bits_settings, granularity_settings, summary_table
+
+    labels = [lbl for lbl, _, _ in bits_settings()]
+    assert labels == ["fp32", "int8", "int6", "int4", "int3", "int2"]
+    gran = granularity_settings()
+    assert len(gran) == 12 and {s.granularity for _, s, _ in gran} == {"tensor", "row", "group"}
+    table = summary_table([{"corpus": "latent", "setting": "int4", "seed": 0, "eval_loss": 4.1, "status": "ok"}])
+    assert table.splitlines()[2].startswith("| latent | int4 | 0 | 4.1 |")

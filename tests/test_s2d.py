@@ -1,0 +1,229 @@
+"""zipfrmt.mitigate.s2d: the S2D penalty, its gradient, PCDR selection and the optax transform."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import power_law_np
+
+from zipfrmt.mitigate import s2d as S
+
+
+def _sv(W) -> np.ndarray:
+    return np.linalg.svd(np.asarray(W, np.float64), compute_uv=False)
+
+
+# --- penalty and gradient -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k,n", [(1, 2.0), (2, 2.0), (3, 3.0), (2, 1.0), (4, 1.5)])
+def test_gradient_equals_jax_grad_of_the_penalty(k, n):
+    W = jax.random.normal(jax.random.key(k), (20, 12), jnp.float32)
+    lam = 0.3
+    auto = jax.grad(lambda w: S.s2d_penalty(w, k, n=n, lam=lam))(W)
+    closed = S.s2d_gradient(W, k, n=n, lam=lam)
+    np.testing.assert_allclose(closed, auto, atol=2e-5 * float(jnp.max(jnp.abs(auto))))
+
+
+def test_penalty_matches_its_formula():
+    W = power_law_np(16, 10, 1.0)  # σ_k = 1/k
+    got = float(S.s2d_penalty(W, 3, n=2, lam=0.6))
+    assert got == pytest.approx(0.6 / 3 * (1 + 1 / 8 + 1 / 27), rel=1e-5)
+    assert float(S.s2d_penalty(W, 0)) == 0.0
+
+
+def test_n1_over_all_components_is_l2_decay():
+    W = jax.random.normal(jax.random.key(1), (15, 9), jnp.float32)
+    np.testing.assert_allclose(S.s2d_gradient(W, 9, n=1, lam=0.2), 0.2 * W, atol=2e-6)
+    assert float(S.s2d_penalty(W, 9, n=1, lam=0.2)) == pytest.approx(0.1 * float(jnp.sum(W * W)), rel=1e-5)
+
+
+def test_decay_spectrum_is_the_gradient_flow():
+    s = jnp.asarray([2.0, 1.0, 0.5, 0.25])
+    t, lam = 3.0, 0.1
+    euler = np.array(s, np.float64)
+    steps = 30000
+    for _ in range(steps):
+        euler[:2] -= (t / steps) * lam * euler[:2] ** 2
+    np.testing.assert_allclose(S.decay_spectrum(s, 2, t, n=2, lam=lam), np.sort(euler)[::-1], rtol=1e-4)
+    np.testing.assert_allclose(S.decay_spectrum(s, 1, t, n=1, lam=lam)[0], 2.0 * np.exp(-0.3), rtol=1e-6)
+
+
+# --- PCDR -----------------------------------------------------------------------------------------------------
+
+
+def test_pcdr_selects_no_component_when_tau_is_not_reached():
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((32, 32)))[0].astype(np.float32)  # flat spectrum
+    X = np.random.default_rng(1).standard_normal((128, 32)).astype(np.float32)
+    sel = S.select_k_pcdr(Q, X, tau=0.95, k_max=3)
+    assert sel.k == 0
+    assert np.all(sel.pcdr < 0.95)
+
+
+def test_pcdr_finds_a_dominant_component():
+    rng = np.random.default_rng(2)
+    u, v = rng.standard_normal(24), rng.standard_normal(16)
+    W = (20 * np.outer(u / np.linalg.norm(u), v / np.linalg.norm(v)) + 0.01 * rng.standard_normal((24, 16)))
+    X = rng.standard_normal((64, 24))
+    sel = S.select_k_pcdr(W.astype(np.float32), X.astype(np.float32))
+    assert sel.k == 1 and sel.pcdr[0] > 0.95
+    assert sel.n_outliers == 1  # 0.1% of 64·16 entries, at least one
+    # PCDR with every component equals 1 on any entry
+    r = S.pcdr(W.astype(np.float32), X.astype(np.float32), 16, outlier_fraction=0.05)
+    assert float(r[-1]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_select_k_tree_reads_activations_by_path():
+    rng = np.random.default_rng(3)
+    spike = (10 * np.outer(rng.standard_normal(8), rng.standard_normal(6)) + 0.01 * rng.standard_normal((8, 6)))
+    params = {"a": {"kernel": spike.astype(np.float32)},
+              "b": {"kernel": np.linalg.qr(rng.standard_normal((6, 6)))[0].astype(np.float32)},
+              "bias": np.zeros(6, np.float32)}
+    acts = {("a",): rng.standard_normal((4, 5, 8)).astype(np.float32),  # by module path, batch axes flattened
+            "b/kernel": rng.standard_normal((50, 6)).astype(np.float32)}
+    assert S.select_k_tree(params, acts) == {"a/kernel": 1, "b/kernel": 0}
+    with pytest.raises(ValueError, match="activations: no calibration activations"):
+        S.select_k_tree(params, {("a",): acts[("a",)]})
+
+
+# --- the optax transform -------------------------------------------------------------------------------------
+
+
+def _params():
+    return {
+        "enc": {"kernel": jnp.asarray(power_law_np(24, 16, 1.0, seed=1)), "bias": jnp.ones(16)},
+        "dec": {"kernel": jnp.asarray(power_law_np(16, 12, 1.0, seed=2))},
+    }
+
+
+def _only_enc(path, x):
+    return path[0] == "enc" and x.ndim == 2
+
+
+def test_one_step_reduces_sigma1_of_selected_layer_and_leaves_others_unchanged():
+    params = _params()
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    tx = optax.chain(S.s2d(lam=0.5, n=2, k=1, every=100, param_filter=_only_enc),
+                     optax.adamw(1e-2, weight_decay=0.0))
+    state = tx.init(params)
+    upd, _ = jax.jit(tx.update)(zeros, state, params)
+    new = optax.apply_updates(params, upd)
+    assert _sv(new["enc"]["kernel"])[0] < _sv(params["enc"]["kernel"])[0] - 1e-3
+    np.testing.assert_array_equal(new["dec"]["kernel"], params["dec"]["kernel"])
+    np.testing.assert_array_equal(new["enc"]["bias"], params["enc"]["bias"])
+
+
+def test_sgd_step_moves_exactly_the_top_k_singular_values():
+    params = _params()
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    lr, lam = 0.2, 0.5
+    tx = optax.chain(S.s2d(lam=lam, n=2, k={"enc/kernel": 2}, every=10), optax.sgd(lr))
+    upd, state = tx.update(zeros, tx.init(params), params)
+    new = optax.apply_updates(params, upd)
+    s0 = _sv(params["enc"]["kernel"])
+    want = s0.copy()
+    want[:2] -= lr * lam * s0[:2] ** 2
+    np.testing.assert_allclose(_sv(new["enc"]["kernel"]), np.sort(want)[::-1], atol=2e-6)
+    np.testing.assert_array_equal(new["dec"]["kernel"], params["dec"]["kernel"])  # k = 0 there
+    assert int(state[0].k["dec/kernel"]) == 0
+
+
+def test_svd_is_refreshed_every_m_steps_and_sigma_tracked_between():
+    params = _params()
+    tx = optax.chain(S.s2d(lam=0.5, n=2, k=1, every=3), optax.sgd(0.1))
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    us, sigmas, added = [], [], []
+    for _ in range(5):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        upd, state = step(zeros, state, params)
+        s2d_state = state[0]
+        us.append(np.asarray(s2d_state.u["enc/kernel"]))
+        sigmas.append(np.asarray(s2d_state.sigma["enc/kernel"]))
+        added.append(-np.asarray(upd["enc"]["kernel"]) / 0.1)
+        params = optax.apply_updates(params, upd)
+    assert int(state[0].count) == 5
+    np.testing.assert_array_equal(us[0], us[1])  # cached at steps 1, 2
+    np.testing.assert_array_equal(us[1], us[2])
+    np.testing.assert_array_equal(sigmas[0], sigmas[2])
+    assert sigmas[3][0] < sigmas[0][0]  # refreshed at step 3, after the shrinking
+    # between refreshes the singular value is re-estimated: the term's norm is λσ̂², σ̂ = u1ᵀ W v1 shrinking
+    norms = [np.linalg.norm(a) for a in added]
+    assert norms[0] > norms[1] > norms[2]
+
+
+def test_state_is_a_deterministic_pytree_of_arrays():
+    params = _params()
+    tx = S.s2d(k=2, every=2)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    runs = []
+    for _ in range(2):
+        st = tx.init(params)
+        for _ in range(3):
+            _, st = tx.update(zeros, st, params)
+        runs.append(st)
+    for a, b in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1]), strict=True):
+        assert isinstance(a, jax.Array)
+        np.testing.assert_array_equal(a, b)
+    assert set(runs[0].u) == {"enc/kernel", "dec/kernel"}
+
+
+def test_works_on_an_nnx_state():
+    from flax import nnx
+
+    class Two(nnx.Module):
+        def __init__(self, rngs):
+            self.lin = nnx.Linear(8, 6, rngs=rngs)
+            self.out = nnx.Linear(6, 4, rngs=rngs)
+
+    params = nnx.state(Two(nnx.Rngs(0)), nnx.Param)
+    tx = S.s2d(lam=1.0, k=1, param_filter=lambda p, x: p == ("lin", "kernel"))
+    state = tx.init(params)
+    assert list(state.u) == ["lin/kernel"]
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    upd, _ = tx.update(zeros, state, params)
+    assert float(jnp.abs(upd["lin"]["kernel"][...]).max()) > 0
+    assert float(jnp.abs(upd["out"]["kernel"][...]).max()) == 0
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_rejected_with_the_argument_named():
+    W = power_law_np(12, 8, 1.0)
+    X = np.ones((10, 12), np.float32)
+    for tau in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="tau"):
+            S.select_k_pcdr(W, X, tau=tau)
+    with pytest.raises(ValueError, match="k_max"):
+        S.select_k_pcdr(W, X, k_max=0)
+    with pytest.raises(ValueError, match="X: expected calibration activations of width d_in=12"):
+        S.select_k_pcdr(W, np.ones((10, 8), np.float32))
+    with pytest.raises(ValueError, match="lam"):
+        S.s2d(lam=-1.0)
+    with pytest.raises(ValueError, match="every"):
+        S.s2d(every=0)
+    with pytest.raises(ValueError, match="n"):
+        S.s2d_gradient(W, 1, n=0.0)
+    with pytest.raises(ValueError, match="k"):
+        S.s2d_gradient(W, 9)
+    params = _params()
+    with pytest.raises(ValueError, match="param_filter: selected 'enc/bias'"):
+        S.s2d(param_filter=lambda p, x: p[0] == "enc").init(params)
+    with pytest.raises(ValueError, match="k: names"):
+        S.s2d(k={"nope/kernel": 1}).init(params)
+    with pytest.raises(ValueError, match="params"):
+        tx = S.s2d()
+        tx.update(params, tx.init(params), None)
+
+
+@pytest.mark.parametrize("shape", [(24, 10), (10, 24)])  # tall and wide: the Gram matrix of the smaller side
+def test_refresh_step_adds_the_closed_form_gradient(shape):
+    W = jnp.asarray(power_law_np(*shape, 0.8, seed=7))
+    params = {"w": W}
+    tx = S.s2d(lam=0.7, n=2, k=3)
+    upd, _ = tx.update({"w": jnp.zeros_like(W)}, tx.init(params), params)
+    np.testing.assert_allclose(upd["w"], S.s2d_gradient(W, 3, n=2, lam=0.7), atol=1e-5)

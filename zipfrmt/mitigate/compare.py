@@ -1,0 +1,210 @@
+"""Plain round-to-nearest vs SpecQuant vs S2D on one matrix, measured beside the random-matrix predictions.
+
+For a ``V×d`` matrix ``W`` and each bit width ``b``:
+
+* ``rtn`` — :func:`zipfrmt.quant.quantize` per channel (``row`` = per token for ``axis=1``, ``column`` for
+  ``axis=0``): ``W_eff = Q_b(W)``.
+* ``specquant`` — :func:`zipfrmt.mitigate.specquant.specquant` at mean budget ``budget`` (smoothing off: a matrix
+  on its own has no activations): ``W_eff = W′ + Q_b(R)``. Only the residual is quantized, so the noise is
+  ``E = Q_b(R) − R`` and the prediction uses its variance.
+* ``s2d`` — S2D with no task loss to hold ``W`` in place: the exact gradient flow of ``L_S2D`` on the top
+  ``s2d_k`` singular values (:func:`zipfrmt.mitigate.s2d.decay_spectrum`, singular vectors unchanged) run until
+  ``σ_1`` falls to ``s2d_sigma_ratio·σ_1`` (the paper reports a layer's σ_max 7.9 → 3.9, a ratio of ~0.5), then
+  ``rtn`` on the result. Its ``rel_error`` against the original ``W`` includes the S2D change itself.
+
+Measured per (mitigation, bits): stable and effective rank, rank-decay and ESD exponents, σ_max, the truncation index
+(quantized singular values above the predicted noise floor ``s(√V + √d)``), relative errors, the noise variance
+and regime, and the storage overhead; predicted (from the spectrum of the matrix that is quantized): ``k*``,
+stable rank, σ̃_1 and the rank exponent — the additive model ``Q = W + E`` in the ``widrow`` regime, the
+Bussgang model ``Q = gW + D`` (``rtn``/``s2d``) or the additive model with the measured variance
+(``specquant``, whose error is confined to the residual) in the ``dead-zone`` regime.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+import zipfrmt
+from zipfrmt import quant, rmt, spectra
+from zipfrmt._validate import check_choice, check_int, check_matrix, check_number
+from zipfrmt.mitigate import specquant as sq_mod
+
+__all__ = ["METHODS", "compare_on_matrix", "s2d_decayed"]
+
+METHODS = ("rtn", "specquant", "s2d")
+
+_MEASURES = (
+    "stable_rank", "effective_rank", "rank_exponent", "esd_alpha", "sigma_max", "truncation_index", "rel_error",
+    "quant_rel_error", "noise_var_model", "noise_var_measured", "zero_fraction", "overhead_bits",
+    "predicted_stable_rank", "predicted_truncation_index", "predicted_sigma_max", "predicted_rank_exponent",
+    "predicted_noise_floor",
+)
+
+
+def s2d_decayed(W: Any, k: int = 3, sigma_ratio: float = 0.5, *, n: float = 2.0) -> np.ndarray:
+    """``W`` after the gradient flow of ``L_S2D`` alone (top ``k`` values) until ``σ_1 → sigma_ratio·σ_1``.
+
+    ``σ̇_i = −λσ_i^n`` for ``i ≤ k``, singular vectors fixed (:func:`zipfrmt.mitigate.s2d.decay_spectrum`); the
+    time ``λt`` is solved from ``σ_1(t) = sigma_ratio·σ_1``. Returns a float32 NumPy matrix.
+    """
+    W = np.asarray(check_matrix(W), np.float64)
+    k = check_int(k, "k", lo=0, hi=min(W.shape))
+    ratio = check_number(sigma_ratio, "sigma_ratio", lo=0.0, hi=1.0, lo_open=True)
+    n = check_number(n, "n", lo=0.0, lo_open=True)
+    U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    if k == 0 or s[0] == 0:
+        return W.astype(np.float32)
+    s1 = s[0]
+    lam_t = -math.log(ratio) if n == 1 else ((ratio * s1) ** (1 - n) - s1 ** (1 - n)) / (n - 1)
+    # the flow of decay_spectrum, each value kept on its own singular vectors (decay_spectrum re-sorts)
+    moved = s.copy()
+    if n == 1:
+        moved[:k] = s[:k] * math.exp(-lam_t)
+    else:
+        moved[:k] = (s[:k] ** (1 - n) + (n - 1) * lam_t) ** (1 / (1 - n))
+    return ((U * moved) @ Vt).astype(np.float32)
+
+
+def _predict(
+    s_ref: np.ndarray, shape: tuple[int, int], q: quant.QuantResult, s_q: np.ndarray, residual_only: bool,
+    rank_window: tuple[int, int | None] | None,
+) -> tuple[Any, float, str]:
+    V, d = shape
+    if q.regime == "widrow" or (not residual_only and q.bussgang_gain <= 0):
+        noise_var, model = q.noise_var_model, "additive"
+        pred = rmt.predict_quantized(s_ref, V, d, noise_var, rank_window=rank_window)
+    elif residual_only:
+        noise_var, model = q.noise_var_measured, "additive-measured"
+        pred = rmt.predict_quantized(s_ref, V, d, noise_var, rank_window=rank_window)
+    else:
+        g = q.bussgang_gain
+        energy_q = float(np.sum(np.square(s_q, dtype=np.float64)))
+        energy_w = float(np.sum(np.square(s_ref, dtype=np.float64)))
+        noise_var, model = max(energy_q - g**2 * energy_w, 0.0) / (V * d), "bussgang"
+        pred = rmt.predict_quantized_bussgang(s_ref, V, d, g, noise_var, rank_window=rank_window)
+    return pred, noise_var, model
+
+
+def compare_on_matrix(
+    W: Any,
+    bits: Sequence[int] = (4, 3, 2),
+    *,
+    methods: Sequence[str] = METHODS,
+    axis: int = 1,
+    budget: float = 0.02,
+    importance: str = "entropy",
+    s2d_k: int = 3,
+    s2d_sigma_ratio: float = 0.5,
+    s2d_n: float = 2.0,
+    rank_window: tuple[int, int | None] | None = None,
+    name: str = "W",
+) -> xr.Dataset:
+    """RTN vs SpecQuant vs S2D+RTN on ``W`` at each bit width, measured and predicted (see the module docstring).
+
+    Args:
+      W: a ``V×d`` matrix (rows = tokens for an embedding).
+      bits: bit widths (each 2…16).
+      methods: a subset of ``("rtn", "specquant", "s2d")``.
+      axis: SpecQuant's channel layout — 1 (default): channels are rows (per-token scales, the embedding
+        layout), 0: channels are columns; RTN and S2D use the same per-channel scales (``row``/``column``).
+      budget: SpecQuant's mean fraction of rFFT coefficients kept (0.02 ≈ 0.32 extra bits per weight).
+      importance: SpecQuant's budget importance score.
+      s2d_k, s2d_sigma_ratio, s2d_n: S2D's components, how far σ_1 is driven down, and its exponent ``n``.
+      rank_window: the rank-decay fit window for measurement and prediction (default every nonzero σ).
+      name: recorded in the attributes.
+
+    Returns:
+      An ``xarray.Dataset`` with dims ``(mitigation, bits)`` (not ``method``, a keyword of ``Dataset.sel``)
+      holding the measures listed in the module docstring, ``regime`` and ``model`` (strings), and the
+      full-precision measures ``fp_*`` of ``W`` (and ``s2d_fp_*`` of the S2D-decayed matrix) as scalars;
+      attributes: the config (JSON) and the package version.
+    """
+    W = check_matrix(W)
+    bits = [check_int(b, "bits", lo=2, hi=16) for b in bits]
+    if not bits:
+        raise ValueError("bits: expected at least one bit width, got none")
+    methods = [check_choice(m, "methods", METHODS) for m in methods]
+    if not methods:
+        raise ValueError("methods: expected at least one method, got none")
+    if axis not in (0, 1) or isinstance(axis, bool):
+        raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+    budget = check_number(budget, "budget", lo=0.0, hi=1.0)
+    check_choice(importance, "importance", sq_mod.IMPORTANCES)
+    gran = "row" if axis == 1 else "column"
+    Wn = np.asarray(W, np.float32)
+    shape = (int(Wn.shape[0]), int(Wn.shape[1]))
+    norm_w = float(np.linalg.norm(Wn.astype(np.float64)))
+    s_fp = np.asarray(spectra.singular_values(Wn), np.float64)
+    fp = spectra.summarize_spectrum(s_fp, shape, rank_window=rank_window)
+    sources = {"rtn": (Wn, s_fp), "specquant": (Wn, s_fp)}
+    fp_s2d = None
+    if "s2d" in methods:
+        Ws = s2d_decayed(Wn, s2d_k, s2d_sigma_ratio, n=s2d_n)
+        s_s = np.asarray(spectra.singular_values(Ws), np.float64)
+        sources["s2d"] = (Ws, s_s)
+        fp_s2d = spectra.summarize_spectrum(s_s, shape, rank_window=rank_window)
+
+    data = {m: np.full((len(methods), len(bits)), np.nan) for m in _MEASURES}
+    regime = np.full((len(methods), len(bits)), "", dtype=object)
+    model = np.full((len(methods), len(bits)), "", dtype=object)
+    for i, method in enumerate(methods):
+        src, s_src = sources[method]
+        for j, b in enumerate(bits):
+            if method == "specquant":
+                r = sq_mod.specquant(src, b, budget, axis=axis, importance=importance)
+                W_eff, q, overhead = np.asarray(r.weight), r.residual, r.overhead_bits
+            else:
+                q = quant.quantize(src, b, granularity=gran)
+                W_eff, overhead = np.asarray(q.dequantized), 0.0
+            s_q = np.asarray(spectra.singular_values(W_eff), np.float64)
+            summ = spectra.summarize_spectrum(s_q, shape, rank_window=rank_window)
+            pred, noise_var, mdl = _predict(s_src, shape, q, s_q, method == "specquant", rank_window)
+            vals = {
+                "stable_rank": summ.stable_rank,
+                "effective_rank": summ.effective_rank,
+                "rank_exponent": summ.rank_exponent,
+                "esd_alpha": summ.esd_alpha,
+                "sigma_max": summ.sigma_max,
+                "truncation_index": float(np.sum(s_q > pred.noise_floor)) if noise_var > 0 else float(np.sum(s_q > 0)),
+                "rel_error": float(np.linalg.norm((W_eff - Wn).astype(np.float64))) / norm_w if norm_w else 0.0,
+                "quant_rel_error": float(np.linalg.norm((W_eff - src).astype(np.float64)))
+                / max(float(np.linalg.norm(src.astype(np.float64))), 1e-300),
+                "noise_var_model": noise_var,
+                "noise_var_measured": q.noise_var_measured,
+                "zero_fraction": float(np.mean(W_eff == 0)),
+                "overhead_bits": overhead,
+                "predicted_stable_rank": float(pred.stable_rank),
+                "predicted_truncation_index": float(pred.truncation_index),
+                "predicted_sigma_max": float(pred.sigma1),
+                "predicted_rank_exponent": float(pred.decay.a),
+                "predicted_noise_floor": float(pred.noise_floor),
+            }
+            for key, v in vals.items():
+                data[key][i, j] = v
+            regime[i, j], model[i, j] = q.regime, mdl
+
+    dims = ("mitigation", "bits")
+    ds = xr.Dataset(
+        {key: (dims, arr) for key, arr in data.items()}
+        | {"regime": (dims, regime.astype(str)), "model": (dims, model.astype(str))},
+        coords={"mitigation": list(methods), "bits": bits},
+    )
+    for prefix, summ in (("fp_", fp), ("s2d_fp_", fp_s2d)):
+        if summ is None:
+            continue
+        ds[prefix + "stable_rank"] = summ.stable_rank
+        ds[prefix + "effective_rank"] = summ.effective_rank
+        ds[prefix + "rank_exponent"] = summ.rank_exponent
+        ds[prefix + "sigma_max"] = summ.sigma_max
+    config = {"name": name, "shape": list(shape), "bits": bits, "methods": methods, "axis": axis,
+              "granularity": gran, "budget": budget, "importance": importance, "s2d_k": s2d_k,
+              "s2d_sigma_ratio": s2d_sigma_ratio, "s2d_n": s2d_n,
+              "rank_window": list(rank_window) if rank_window else None}
+    ds.attrs.update(config=json.dumps(config), zipfrmt_version=zipfrmt.__version__)
+    return ds
