@@ -93,10 +93,7 @@ def reproduce(
     sections: list[str] = []
     total = time.perf_counter()
     for i, name in enumerate(EXPERIMENTS):
-        try:  # DEV-ONLY: remove before landing
-            module = load(name)
-        except ModuleNotFoundError:
-            continue
+        module = load(name)
         config = _config(module, scale, checkpoint, tensor)
         prefix = f"[{i + 1}/{len(EXPERIMENTS)}] {name}"
         if config is None:

@@ -96,6 +96,22 @@ def test_an_interrupted_grid_resumes_and_ends_identical_to_an_uninterrupted_one(
     xr.testing.assert_identical(straight, resumed)
 
 
+def test_strings_of_different_lengths_survive_a_resumed_merge(tmp_path):
+    labels = {0: "a", 1: "a much longer label"}
+
+    def compute(p):
+        return xr.Dataset({"name": ((), labels[p["i"]]), "kind": ("k", [labels[p["i"]], "b"])})
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_grid("s", {}, [{"i": 0}, {"i": 1}], lambda p: compute(p) if p["i"] == 0 else (_ for _ in ()).throw(
+            KeyboardInterrupt), root=tmp_path, progress=False)
+    ds = sweep.run_grid("s", {}, [{"i": 0}, {"i": 1}], compute, root=tmp_path, progress=False)
+    assert list(ds["name"].values) == ["a", "a much longer label"]
+    again = sweep.load_cached("s", {}, tmp_path)
+    assert list(again["name"].values) == ["a", "a much longer label"]
+    assert again["kind"].values[1, 0] == "a much longer label"
+
+
 def test_run_grid_joins_blocks_by_coordinates(tmp_path):
     def block(p):
         return xr.Dataset({"y": (("a", "b"), np.full((1, 2), p["a"] * 10.0))}, coords={"a": [p["a"]], "b": [0, 1]})

@@ -14,7 +14,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OKABE_ITO", "paper_style", "quantized_spectra", "save"]
+__all__ = [
+    "OKABE_ITO",
+    "embedding_in_use",
+    "last_finite",
+    "limiting_density",
+    "mitigations",
+    "noise_floor",
+    "paper_style",
+    "quantized_spectra",
+    "save",
+    "stable_rank_vs_bits",
+    "training_collapse",
+    "zipf_to_powerlaw",
+]
 
 #: Okabe & Ito (2008) colour-blind-safe palette (black first).
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
@@ -117,7 +130,8 @@ def quantized_spectra(spectra: dict[str, Any], report: dict[str, Any], path: str
 
 
 #: How each embedding of ``experiments.fig_zipf_to_powerlaw`` is named in the figure.
-_EMBEDDING_TITLES = {"lemma31": "Lemma 3.1 embedding", "ppmi_svd": "PPMI-SVD embedding"}
+_EMBEDDING_TITLES = {"lemma31": "Lemma 3.1 embedding", "ppmi_svd": "PPMI-SVD embedding",
+                     "trained": "trained embedding (bag LM)"}
 
 
 def _corpus_label(ds: Any, i: int) -> str:
@@ -785,7 +799,7 @@ def mitigations(ds: Any, path: str | Path) -> list[Path]:
                    for p in colours]
         handles += [Line2D([], [], color="0.3", lw=1.0, label="S2D off"),
                     Line2D([], [], color="0.3", lw=1.0, ls=pred_ls, label="S2D on")]
-        axes[1, 3].legend(handles=handles, loc="center right", ncol=2, columnspacing=0.8, handlelength=1.8)
+        axes[1, 3].legend(handles=handles, loc="upper right", ncol=1, handlelength=1.8)
 
         handles = [Line2D([], [], color=_MITIGATION_STYLE[m][1], lw=4, label=_MITIGATION_STYLE[m][0])
                    for m in methods if m in _MITIGATION_STYLE]

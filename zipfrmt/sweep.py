@@ -90,6 +90,8 @@ def _read(path: Path, key: str) -> Any | None:
         warnings.warn(f"cached result {path} is unreadable ({type(exc).__name__}: {exc}); recomputing",
                       CacheWarning, stacklevel=3)
         return None
+    for var in ds.variables.values():  # forget the file's encoding (e.g. a fixed string width): merged parts of
+        var.encoding = {}  # varying widths must be written afresh, or longer strings get cut
     if ds.attrs.get("cache_key") != key:
         warnings.warn(f"cached result {path} has key {ds.attrs.get('cache_key')!r}, expected {key!r}; recomputing",
                       CacheWarning, stacklevel=3)

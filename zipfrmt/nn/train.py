@@ -436,12 +436,18 @@ def _last_finite(v: np.ndarray) -> float:
     return float(v[-1]) if v.size else math.nan
 
 
-def trained_model(config: TrainConfig, out_dir: str | Path) -> nnx.Module:
-    """The model of a finished run, restored from the last checkpoint in ``out_dir``."""
+def trained_model(
+    config: TrainConfig, out_dir: str | Path, *, extra_transform: optax.GradientTransformation | None = None
+) -> nnx.Module:
+    """The model of a finished run, restored from the last checkpoint in ``out_dir``.
+
+    ``extra_transform``: the one the run was trained with (its state is part of the checkpoint, so the
+    restore template needs it; e.g. :func:`zipfrmt.mitigate.s2d.s2d`).
+    """
     config = validate(config)
     model = build_model(config)
     graphdef, template, rest, params = _split(model)
-    opt_state = make_optimizer(config).init(params)
+    opt_state = make_optimizer(config, extra_transform).init(params)
     mgr = _manager(Path(out_dir))
     try:
         restored = _restore(mgr, {"params": params, "opt_state": opt_state, "history": _new_history(config.steps)})
