@@ -97,6 +97,8 @@ def test_divergence_stops_cleanly_and_saves_history(tmp_path):
      r"model\.d_model: expected a multiple of n_heads = 4, got 30"),
     ({"context": 32}, r"context: expected at most model\.max_len = 16"),
     ({"quant_embed": QuantSpec(bits=4, granularity="group", group_size=5)}, r"group_size: expected a divisor"),
+    ({"quant_act": QuantSpec(bits=8)}, r"quant_act\.granularity: expected 'row'.*causal leak"),
+    ({"b2": 1.5}, r"b2: expected"),
 ])
 def test_bad_configs_fail_before_training(change, match):
     with pytest.raises(ValueError, match=match):

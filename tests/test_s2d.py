@@ -89,6 +89,20 @@ def test_select_k_tree_reads_activations_by_path():
         S.select_k_tree(params, {("a",): acts[("a",)]})
 
 
+def test_select_k_tree_takes_a_tied_embedding_as_used_transposed():
+    rng = np.random.default_rng(4)
+    E = (10 * np.outer(rng.standard_normal(40), rng.standard_normal(8)) + 0.01 * rng.standard_normal((40, 8)))
+    head_inputs = rng.standard_normal((30, 8)).astype(np.float32)  # y = x Eᵀ: inputs have E's second width
+    assert S.select_k_tree({"embed": {"embedding": E.astype(np.float32)}},
+                           {"embed/embedding": head_inputs}) == {"embed/embedding": 1}
+
+
+def test_decay_spectrum_below_n1_stops_at_zero():
+    s = jnp.asarray([1.0, 0.1])
+    out = np.asarray(S.decay_spectrum(s, k=2, t=10.0, n=0.5, lam=1.0))
+    assert np.all(out >= 0) and np.all(out <= np.asarray(s))
+
+
 # --- the optax transform -------------------------------------------------------------------------------------
 
 

@@ -67,7 +67,7 @@ def s2d_decayed(W: Any, k: int = 3, sigma_ratio: float = 0.5, *, n: float = 2.0)
     if n == 1:
         moved[:k] = s[:k] * math.exp(-lam_t)
     else:
-        moved[:k] = (s[:k] ** (1 - n) + (n - 1) * lam_t) ** (1 / (1 - n))
+        moved[:k] = np.maximum(s[:k] ** (1 - n) + (n - 1) * lam_t, 0.0) ** (1 / (1 - n))
     return ((U * moved) @ Vt).astype(np.float32)
 
 

@@ -184,7 +184,9 @@ def decay_spectrum(
     if n == 1:
         new = s * jnp.exp(-lam * t)
     else:
-        new = jnp.power(jnp.power(jnp.maximum(s, 1e-30), 1 - n) + (n - 1) * lam * t, 1 / (1 - n))
+        # For n < 1 the flow reaches σ = 0 in finite time and stays there: clamp the base at 0.
+        base = jnp.maximum(jnp.power(jnp.maximum(s, 1e-30), 1 - n) + (n - 1) * lam * t, 0.0)
+        new = jnp.power(base, 1 / (1 - n))
     return -jnp.sort(-jnp.where(jnp.arange(s.shape[0]) < k, new, s))
 
 
@@ -347,7 +349,9 @@ def select_k_tree(
       activations: the layer inputs ``X`` (rows = samples, width ``d_in``; leading batch axes are flattened),
         keyed by the weight's path as a tuple (``('lin', 'kernel')``), by the module path (``('lin',)``) or by the
         string ``'lin/kernel'``. Every selected weight needs an entry (a missing one raises); exclude a weight
-        with ``param_filter`` or give it ``k = 0`` in ``s2d`` instead.
+        with ``param_filter`` or give it ``k = 0`` in ``s2d`` instead. A weight whose activations have the width
+        of its *second* axis is taken as used transposed (a tied embedding table E, V×d, in the head ``x Eᵀ``:
+        :func:`zipfrmt.nn.collect_activations` records the head's input under ``embed/embedding``).
       param_filter: ``(path, array) -> bool``; default every 2-D leaf.
 
     Returns:
@@ -365,6 +369,8 @@ def select_k_tree(
             raise ValueError(f"activations: no calibration activations for the selected weight {name!r}")
         X = np.asarray(X)
         X = X.reshape(-1, X.shape[-1])
+        if X.shape[1] == W.shape[1] != W.shape[0]:  # a tied embedding E (V×d) acts as Eᵀ in the head: y = x Eᵀ
+            W = W.T
         out[name] = select_k_pcdr(W, X, tau, k_max, outlier_fraction=outlier_fraction).k
     return out
 

@@ -12,7 +12,7 @@ of a channel of length ``n`` kept, averaged over channels):
 
 1. *Smoothing* (SmoothQuant, Xiao et al. 2023): ``X̂ = X diag(λ)⁻¹``, ``Ŵ = diag(λ) W``, so ``X̂Ŵ = XW`` exactly,
    with ``λ_i = max|X_{:,i}|^α / max|W_{i,:}|^(1−α)`` per input channel ``i``; ``α`` is searched on a grid per
-   layer to minimise ``‖XW − Q_a(X̂)·Ŵ_q‖_F`` (``Ŵ_q`` the SpecQuant weight below, ``Q_a`` per-token activation
+   layer to minimise ``‖XW − (X̂W′ + Q_a(X̂)·Q(R))‖_F`` (``W′``, ``R`` below; ``Q_a`` per-token activation
    quantization at ``act_bits``).
 2. *Truncation*: ``F_j = rfft(ŵ_j)``; keep its ``k_j`` lowest-frequency coefficients, stored in 16 bit
    (``coeff_dtype``); ``W′_j = irfft(F_j ⊙ 1[f < k_j])``.
@@ -198,8 +198,8 @@ def _core(
     n = Wc.shape[0]
     F = n // 2 + 1
     P = _power(jnp.fft.rfft(Wc, axis=0), n)
-    actc = None if act is None else (act[:, None] if axis == 0 else act[None, :])
-    actc = None if actc is None else _to_channels(jnp.broadcast_to(actc, W_hat.shape), axis)
+    # Activations belong to W's rows (its input channels) whatever the channel axis.
+    actc = None if act is None else _to_channels(jnp.broadcast_to(act[:, None], W_hat.shape), axis)
     k = _allocate(_importance(importance, Wc, P, actc), budget, F)
     Wp, energy = _truncate(Wc, k, coeff_dtype)
     R = Wc - Wp
@@ -221,7 +221,8 @@ def _alpha_errors(
     scheme: str,
     clip: str,
 ) -> Float[Array, " A"]:
-    """``‖XW − Q_a(X̂)·(W′ + Q(R))‖_F²`` for each α."""
+    """``‖XW − (X̂W′ + Q_a(X̂)·Q(R))‖_F²`` for each α: the 16-bit branch sees X̂ itself, the residual its
+    quantized version (Zhao et al., eq. for XW ≈ X̂W′ + Q(X̂)Q(R))."""
     W = W.astype(jnp.float32)
     X = X.astype(jnp.float32)
     Y = X @ W
@@ -234,7 +235,7 @@ def _alpha_errors(
         act = jnp.mean(jnp.abs(Xh), axis=0)
         Wp, Rq, _, _ = _core(Wh, act, budget, bits, importance, axis, coeff_dtype, scheme, clip)
         Xq = Xh if act_bits is None else quant.fake_quant(Xh, act_bits, granularity="row")
-        return jnp.sum(jnp.square(Y - Xq @ (Wp + Rq)))
+        return jnp.sum(jnp.square(Y - (Xh @ Wp + Xq @ Rq)))
 
     return jax.lax.map(err, alphas)
 
@@ -260,7 +261,8 @@ class SpecQuantResult:
       smoothing: ``λ`` per input channel (all ones without activations).
       alpha: the migration strength used (NaN without activations).
       energy_kept: per channel, the fraction of ``‖ŵ_j‖²`` in the kept coefficients (Parseval).
-      overhead_bits: 16-bit storage of the kept coefficients, in bits per weight beyond the ``b``-bit residual.
+      overhead_bits: storage of the kept coefficients (16 bits per real number for the default float16
+        ``coeff_dtype``, 32 for ``None``), in bits per weight beyond the ``b``-bit residual.
       bits, budget, importance, axis: the settings.
     """
 
@@ -280,9 +282,10 @@ class SpecQuantResult:
     axis: int
 
 
-def _overhead_bits(k: np.ndarray, n: int, n_weights: int) -> float:
+def _overhead_bits(k: np.ndarray, n: int, n_weights: int, coeff_dtype: Any) -> float:
     cum = np.concatenate([[0], np.cumsum(_multiplicity(n))])
-    return 16.0 * float(cum[np.asarray(k, np.int64)].sum()) / n_weights
+    bits_per_real = 32.0 if coeff_dtype is None else 8.0 * np.dtype(coeff_dtype).itemsize
+    return bits_per_real * float(cum[np.asarray(k, np.int64)].sum()) / n_weights
 
 
 def _check_common(budget: Any, axis: Any, importance: Any) -> tuple[float, int, str]:
@@ -429,7 +432,7 @@ def specquant(
         smoothing=lam,
         alpha=alpha_used,
         energy_kept=frac,
-        overhead_bits=_overhead_bits(k_np, n, Wj.size),
+        overhead_bits=_overhead_bits(k_np, n, Wj.size, coeff_dtype),
         bits=bits,
         budget=budget,
         importance=importance,

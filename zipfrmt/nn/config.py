@@ -149,6 +149,10 @@ class TrainConfig:
     :mod:`zipfrmt.nn.train`): ``collapse_fraction`` is the fraction of the full-precision reference's effective
     rank under which a quantized run counts as collapsed, ``unigram_margin`` (nats) how close to the unigram
     entropy the final held-out loss must be to count as "stuck at unigram statistics".
+
+    Quantization: one :class:`QuantSpec` per family, ``None`` = float32 — except ``quant_head`` of a tied head,
+    which is the embedding table itself: there ``None`` means "as ``quant_embed``" (the head multiplies by the
+    same quantized table the lookup reads). ``quant_act`` must be per token (``row``) or per ``group``.
     """
 
     model: ModelConfig = ModelConfig()
@@ -305,8 +309,12 @@ def validate(config: Any) -> TrainConfig:
     for k in ("probe_every", "eval_every", "eval_batches", "checkpoint_every"):
         check_int(getattr(config, k), k, lo=1)
     check_int(config.seed, "seed", lo=0)
+    check_number(config.b1, "b1", lo=0.0, hi=1.0, hi_open=True)
+    check_number(config.b2, "b2", lo=0.0, hi=1.0, hi_open=True)
     check_number(config.blowup_factor, "blowup_factor", lo=1.0, lo_open=True)
     check_number(config.collapse_fraction, "collapse_fraction", lo=0.0, hi=1.0)
+    check_number(config.unigram_margin, "unigram_margin", lo=0.0)
+    check_act_spec(config.quant_act, "quant_act")
     for k in ("quant_linear", "quant_embed", "quant_head", "quant_act", "quant_grad"):
         _validate_spec(getattr(config, k), k)
     d = m.d_model
@@ -317,6 +325,20 @@ def validate(config: Any) -> TrainConfig:
     _check_group(config.quant_act, "quant_act",
                  {"d_model": d, "d_ff": m.ff_dim} if m.kind == "transformer" else {"d_model": d})
     return config
+
+
+def check_act_spec(spec: QuantSpec | None, name: str) -> None:
+    """Activation scales must be per token (``row``) or per block of a token's features (``group``).
+
+    A scale shared across tokens (``tensor``/``column``) lets later tokens, and other sequences of the batch,
+    change earlier positions' outputs: a causal leak, and evaluation results that depend on batching.
+    """
+    if spec is not None and spec.format not in ("mxfp4", "nvfp4") and spec.granularity not in ("row", "group"):
+        raise ValueError(
+            f"{name}.granularity: expected 'row' (per token) or 'group' (blocks of a token's features), got "
+            f"{spec.granularity!r}; a scale shared across tokens would let later tokens and other sequences of "
+            "the batch change earlier positions' outputs (a causal leak)"
+        )
 
 
 def check_data_length(config: TrainConfig, n_train: int, n_eval: int) -> None:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from zipfrmt.nn.config import ModelConfig, QuantSpec, TrainConfig
+from zipfrmt.nn.config import ModelConfig, QuantSpec, TrainConfig, check_act_spec
 from zipfrmt.nn.layers import Ctx, QEmbed, QLinear, init_std
 
 __all__ = ["BagLM", "TransformerLM", "build_model", "collect_activations", "set_quant"]
@@ -163,8 +163,12 @@ def set_quant(
     """Sets the quantization of a model's layers in place (an omitted family keeps its spec) and returns it.
 
     Used for post-training quantization: ``set_quant(nnx.clone(model), linear=w4, act=a4)``. ``head`` sets the
-    untied head's weight spec, or the tied head's view of the embedding table.
+    untied head's weight spec, or the tied head's view of the embedding table; as in training
+    (:class:`~zipfrmt.nn.config.TrainConfig`), a tied head follows ``embed`` unless ``head`` is given. ``act``
+    must be per token (see :func:`~zipfrmt.nn.config.check_act_spec`).
     """
+    if act is not _KEEP:
+        check_act_spec(act, "act")
     for _, node in nnx.iter_graph(model):
         if isinstance(node, QLinear):
             is_head = node.path == "head"
@@ -181,6 +185,8 @@ def set_quant(
                 node.spec = embed
             if head is not _KEEP:
                 node.head_spec = head
+            elif embed is not _KEEP:
+                node.head_spec = embed
             if act is not _KEEP:
                 node.act_spec = act
             if grad is not _KEEP:
