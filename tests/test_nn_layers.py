@@ -97,7 +97,8 @@ def test_collect_activations_and_set_quant():
     assert acts["blocks/1/attn/qkv/kernel"].shape == (32, 32)
     params = nnx.state(model, nnx.Param)
     assert nnx.to_pure_dict(params)["blocks"][0]["attn"]["qkv"]["kernel"].shape == (32, 96)
-    ptq = set_quant(nnx.clone(model), linear=QuantSpec(bits=4, granularity="row"), act=QuantSpec(bits=4, granularity="row"))
+    row4 = QuantSpec(bits=4, granularity="row")
+    ptq = set_quant(nnx.clone(model), linear=row4, act=row4)
     assert ptq.blocks[0].mlp.fc.w_spec.bits == 4 and model.blocks[0].mlp.fc.w_spec is None
     a, _ = model(toks, Ctx())
     b, _ = ptq(toks, Ctx())
