@@ -322,6 +322,17 @@ def describe(ds: Any) -> str:
     others = [e for e in embs if e not in ("lemma31", "ppmi_svd")]
     for e in others:
         j = embs.index(e)
-        parts.append(f"Embedding {e}: fitted exponent " + ", ".join(
-            f"{ds['fit_a'].values[i, j]:.3f} ({names[i]})" for i in range(len(names))) + ".")
+        a = np.asarray(ds["fit_a"].values[:, j], np.float64)
+        lo, hi = int(ds["fit_k_lo"].values[0, j]), int(ds["fit_k_hi"].values[0, j])
+        what = "The embedding table of a float32 embedding-bag LM trained on each corpus" if e == "trained" else e
+        txt = (f"{what} has fitted exponent (ranks [{lo}, {hi}]) "
+               + ", ".join(f"{a[i]:.3f} ({names[i]})" for i in range(len(names))) + ".")
+        if len(sampled) > 1:
+            slope = np.polyfit(s_hat[sampled], a[sampled], 1)[0] if np.all(np.isfinite(a[sampled])) else np.nan
+            if np.isfinite(slope):
+                trend = "rises" if slope > 0 else "falls"
+                txt += (f" Over the sampled corpora it {trend} with ŝ (slope {slope:.2f} per unit ŝ, against 0.5 "
+                        f"for ŝ/2)" + (": training does not reproduce the s/2 law at this scale." if slope <= 0
+                                       else "."))
+        parts.append(txt)
     return " ".join(parts)

@@ -191,7 +191,7 @@ def zipf_to_powerlaw(ds: Any, path: str | Path) -> list[Path]:
                       label=f"{_corpus_label(ds, i)}: $\\hat s$ = {s_hat[i]:.2f}")
         ax.set_xlabel("rank $k$")
         ax.set_ylabel("frequency $\\hat p_k$")
-        ax.set_title("(a) rank–frequency, fitted Zipf exponent $\\hat s$", loc="left")
+        ax.set_title("(a) rank–frequency", loc="left")
         ax.legend(loc="lower left")
 
         sigma = np.asarray(ds["sigma"].values, np.float64)
@@ -249,7 +249,7 @@ def zipf_to_powerlaw(ds: Any, path: str | Path) -> list[Path]:
         if "lemma31_a_wide" in ds and "lemma31" in embs:
             series.insert(1, ("Lemma 3.1, ranks [2, $d/4$]", np.asarray(ds["lemma31_a_wide"].values, np.float64),
                               "o", "none", ":"))
-        greys = ("#000000", "#000000", "#777777", "#CC79A7", "#009E73")
+        greys = ("#000000", "#000000", "#777777", "#8C6D31", "#009E73")  # the 4th (trained) avoids text colours
         for n, (label, y, m, fill, ls) in enumerate(series):
             c = greys[n % len(greys)]
             ax.plot(x[sampled], y[sampled], color=c, marker=m, ms=3.5, lw=0.8, ls=ls,
@@ -438,7 +438,8 @@ def training_collapse(ds: Any, path: str | Path) -> list[Path]:
             handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="#555555", ms=3.5, label="stochastic"))
             leg = ax.legend(loc="upper left")
             ax.add_artist(leg)
-            ax.legend(handles=handles, loc="lower right", fontsize=5.5, title="3–4-bit variants",
+            widths = "/".join(dict.fromkeys(r["precision"] for r in variants))
+            ax.legend(handles=handles, loc="center right", fontsize=5.5, title=f"{widths}-bit variants",
                       title_fontsize=5.5)
         else:
             ax.legend(loc="upper left")
