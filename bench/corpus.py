@@ -14,22 +14,12 @@ Run ``python bench/corpus.py``. Each measurement is one function returning its n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import jax
 import numpy as np
+from _timing import best_time
 
 from zipfrmt import corpus
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (``time.perf_counter``), in seconds."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def bench_sample_zipf(n: int = 10**7, V: int = 50_000, s: float = 1.0, repeats: int = 5) -> dict[str, float]:

@@ -15,27 +15,16 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _timing import best_time
 
 from zipfrmt import embeddings, quant
 from zipfrmt.mitigate import s2d as s2d_mod
 from zipfrmt.mitigate import specquant as sq_mod
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of `repeats` calls (results blocked on), after one warm-up call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def make_params(key: jax.Array, vocab: int, d: int, layers: int) -> dict:

@@ -12,25 +12,14 @@
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import best_time
 
 from zipfrmt import embeddings, quant, spectra
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of `repeats` calls (results blocked on), after one warm-up call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def bench_singular_values(W: np.ndarray, repeats: int, label: str) -> None:

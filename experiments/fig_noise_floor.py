@@ -36,6 +36,22 @@ CAPTION = ("Singular values of a power-law matrix (σ_k = k^(−a), Haar vectors
            "predicted one for every bit width and scale group.")
 
 
+def check_settings(config: Any) -> None:
+    """Validates a config's ``seeds``, ``bits``, ``granularities`` and ``roundings`` (shared with
+    fig_stable_rank_vs_bits)."""
+    for name in ("seeds", "bits", "granularities", "roundings"):
+        if not getattr(config, name):
+            raise ValueError(f"{name}: expected at least one value, got none")
+    for s in config.seeds:
+        check_int(s, "seeds", lo=0)
+    for b in config.bits:
+        check_int(b, "bits", lo=2, hi=16)
+    for g in config.granularities:
+        analyze.parse_granularity(g)
+    for r in config.roundings:
+        check_choice(r, "roundings", ("nearest", "stochastic"))
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The matrices (shapes × exponents × seeds) and quantization settings to sweep.
@@ -53,7 +69,7 @@ class Config:
     spectrum_granularity: str = "tensor"
 
     def __post_init__(self) -> None:
-        for name in ("shapes", "exponents", "seeds", "bits", "granularities", "roundings"):
+        for name in ("shapes", "exponents"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: expected at least one value, got none")
         for V, d in self.shapes:
@@ -61,14 +77,7 @@ class Config:
             check_int(d, "shapes (d)", lo=2)
         for a in self.exponents:
             check_number(a, "exponents", lo=0.0)
-        for s in self.seeds:
-            check_int(s, "seeds", lo=0)
-        for b in self.bits:
-            check_int(b, "bits", lo=2, hi=16)
-        for g in self.granularities:
-            analyze.parse_granularity(g)
-        for r in self.roundings:
-            check_choice(r, "roundings", ("nearest", "stochastic"))
+        check_settings(self)
         check_choice(self.spectrum_granularity, "spectrum_granularity", self.granularities)
         if "nearest" not in self.roundings:
             raise ValueError(f"roundings: expected 'nearest' among them (panel a draws it), got {self.roundings!r}")

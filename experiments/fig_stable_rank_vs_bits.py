@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from experiments._paper import figure_path
-from experiments.fig_noise_floor import grid_points, run_settings
-from zipfrmt import analyze
-from zipfrmt._validate import check_choice, check_int, check_number
+from experiments.fig_noise_floor import check_settings, grid_points, run_settings
+from zipfrmt._validate import check_int, check_number
 
 NAME = "fig_stable_rank_vs_bits"
 KIND = "figure"
@@ -47,17 +46,7 @@ class Config:
         check_int(self.V, "V", lo=2)
         check_int(self.d, "d", lo=2)
         check_number(self.a, "a", lo=0.0)
-        for name in ("seeds", "bits", "granularities", "roundings"):
-            if not getattr(self, name):
-                raise ValueError(f"{name}: expected at least one value, got none")
-        for s in self.seeds:
-            check_int(s, "seeds", lo=0)
-        for b in self.bits:
-            check_int(b, "bits", lo=2, hi=16)
-        for g in self.granularities:
-            analyze.parse_granularity(g)
-        for r in self.roundings:
-            check_choice(r, "roundings", ("nearest", "stochastic"))
+        check_settings(self)
 
 
 SCALES = {
