@@ -1,5 +1,7 @@
 """``zipfrmt reproduce``: output files, report, cache reuse and clear errors."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -68,9 +70,11 @@ def test_reproduce_writes_tables_and_report_then_reuses_the_cache(tmp_path, chec
 
     monkeypatch.setattr(bounds, "verify", fail)
     monkeypatch.setattr(tab_checkpoint.analyze, "analyze_matrix", fail)
+    log = io.StringIO()
     again = reproduce.reproduce("test", only, results=results, paper=paper, checkpoint=str(checkpoint),
-                                tensor="wte.weight", progress=False)
-    assert "read from cache" in again.read_text()
+                                tensor="wte.weight", progress=False, log=log)
+    assert "tab_checkpoint: read from cache" in log.getvalue()
+    assert again.read_text() == text  # the report is a pure function of the results
 
 
 def test_a_corrupt_cached_result_is_recomputed(tmp_path, checkpoint):

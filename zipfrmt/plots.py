@@ -79,8 +79,8 @@ def save(fig: Any, path: str | Path) -> list[Path]:
     paths = [path]
     if path.suffix in (".png", ".pdf"):
         paths.append(path.with_suffix(".pdf" if path.suffix == ".png" else ".png"))
-    for p in paths:
-        fig.savefig(p)
+    for p in paths:  # no creation date in the PDF: the same results give the same bytes
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
 
