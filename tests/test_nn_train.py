@@ -129,6 +129,8 @@ def test_cli_train_writes_history(tmp_path, capsys):
     assert config_from_json(ds.attrs["config"]).quant_embed == QuantSpec(bits=4)
     assert main(["train", "tiny", "--bits", "0"]) == 2
     assert "zipfrmt train: error: bits" in capsys.readouterr().err
+    assert main(["train", "tiny", "--rounding", "stochastic"]) == 2
+    assert "--rounding: applies to --bits" in capsys.readouterr().err
 
 
 def test_experiment_settings_and_table():

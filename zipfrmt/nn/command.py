@@ -49,6 +49,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         except json.JSONDecodeError as exc:
             raise ValueError(f"CONFIG_OR_PRESET: '{path}' is not valid JSON ({exc})") from None
     kw: dict[str, Any] = {}
+    if args.bits is None and (args.granularity is not None or args.rounding is not None):
+        given = "--granularity" if args.granularity is not None else "--rounding"
+        raise ValueError(f"{given}: applies to --bits, which was not given; add --bits (e.g. --bits 4)")
     if args.bits is not None:
         spec = _spec_from(args.bits, args.granularity, args.rounding)
         kw.update(quant_linear=spec, quant_embed=spec, quant_head=spec)
