@@ -99,6 +99,7 @@ def test_divergence_stops_cleanly_and_saves_history(tmp_path):
     ({"quant_embed": QuantSpec(bits=4, granularity="group", group_size=5)}, r"group_size: expected a divisor"),
     ({"quant_act": QuantSpec(bits=8)}, r"quant_act\.granularity: expected 'row'.*causal leak"),
     ({"b2": 1.5}, r"b2: expected"),
+    ({"quant_linear": QuantSpec(format="nf4", clip="mse")}, r"quant_linear: Qwix formats use their own"),
 ])
 def test_bad_configs_fail_before_training(change, match):
     with pytest.raises(ValueError, match=match):

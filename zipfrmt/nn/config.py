@@ -242,6 +242,9 @@ def _validate_spec(spec: Any, name: str) -> None:
         check_choice(spec.format, f"{name}.format", FORMATS)
         if spec.rounding != "nearest":
             raise ValueError(f"{name}.rounding: Qwix formats use nearest rounding here, got {spec.rounding!r}")
+        if (spec.scheme, spec.clip) != ("symmetric", "absmax"):
+            raise ValueError(f"{name}: Qwix formats use their own symmetric absmax scales; scheme and clip must be "
+                             f"'symmetric' and 'absmax', got scheme={spec.scheme!r}, clip={spec.clip!r}")
     check_choice(spec.granularity, f"{name}.granularity", quant.GRANULARITIES)
     check_choice(spec.rounding, f"{name}.rounding", quant.ROUNDINGS)
     if spec.granularity == "group":
