@@ -98,8 +98,8 @@ def reproduce(
             sections.append(f"## {name.replace('_', ' ')}\n\n*{module.CAPTION}*\n\nSkipped: {module.SKIP_MESSAGE}\n")
             continue
         seconds = None
-        was_cached = sweep.load_cached(name, config, results) is not None and not force
         if name in names:
+            was_cached = not force and sweep.result_path(name, config, results).exists()  # for the log only
             print(f"{prefix}: {'reading cache' if was_cached else 'running'} …", file=log, flush=True)
             t0 = time.perf_counter()
             ds = module.run(config, root=results, force=force, progress=progress)

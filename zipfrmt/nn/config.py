@@ -65,17 +65,11 @@ class QuantSpec:
 
     @property
     def label(self) -> str:
-        """``int4-row``, ``int3-group32-stochastic``, ``nf4-row``…"""
-        gran = f"group{self.group_size}" if self.granularity == "group" else self.granularity
-        head = f"int{self.bits}" if self.bits is not None else str(self.format)
-        parts = [head, gran]
-        if self.scheme != "symmetric":
-            parts.append(self.scheme)
-        if self.clip != "absmax":
-            parts.append(self.clip)
-        if self.rounding != "nearest":
-            parts.append(self.rounding)
-        return "-".join(parts)
+        """``int4-row``, ``int3-group32-stochastic``, ``nf4-row``… (:attr:`zipfrmt.quant.QuantConfig.label`)."""
+        label = quant.QuantConfig(bits=self.bits if self.bits is not None else 4, scheme=self.scheme,
+                                  granularity=self.granularity, group_size=self.group_size, clip=self.clip,
+                                  rounding=self.rounding).label
+        return label if self.bits is not None else f"{self.format}{label.removeprefix('int4')}"
 
 
 @dataclasses.dataclass(frozen=True)
