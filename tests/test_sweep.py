@@ -128,5 +128,9 @@ def test_bad_arguments_are_named(tmp_path):
         sweep.cached("exp", {}, lambda: xr.Dataset(), root=blocker / "sub")
     with pytest.raises(ValueError, match="points"):
         sweep.run_grid("exp", {}, [], _point_ds, root=tmp_path)
+    with pytest.raises(ValueError, match="name: expected an experiment name"):
+        sweep.cached("../escape", {}, lambda: xr.Dataset(), root=tmp_path)
+    with pytest.raises(TypeError, match="compute"):
+        sweep.cached("exp", {}, xr.Dataset(), root=tmp_path)
     with pytest.raises(ValueError, match="combine"):
         sweep.run_grid("exp", {}, POINTS, _point_ds, root=tmp_path, combine="stack")

@@ -61,9 +61,16 @@ def config_hash(name: str, config: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"name: expected an experiment name usable as a folder name (e.g. 'fig_noise_floor'), "
+                         f"got {name!r}")
+    return name
+
+
 def result_path(name: str, config: Any, root: str | Path = "results") -> Path:
     """Where the result of experiment ``name`` at ``config`` is cached."""
-    return Path(root) / name / f"{config_hash(name, config)}.nc"
+    return Path(root) / _check_name(name) / f"{config_hash(name, config)}.nc"
 
 
 def _check_root(root: str | Path) -> Path:
@@ -128,7 +135,9 @@ def cached(
     ``force=True`` recomputes and overwrites. The stored dataset carries the config JSON, the package version
     and the cache key in its attributes.
     """
-    path = _check_root(root) / name / f"{config_hash(name, config)}.nc"
+    if not callable(compute):
+        raise TypeError(f"compute: expected a function of no arguments returning a Dataset, got {compute!r}")
+    path = _check_root(root) / _check_name(name) / f"{config_hash(name, config)}.nc"
     key = path.stem
     if not force:
         ds = _read(path, key)
@@ -166,7 +175,7 @@ def run_grid(
         raise ValueError(f"combine: expected 'concat' or 'by_coords', got {combine!r}")
     if not points:
         raise ValueError(f"points: expected at least one grid point for experiment {name!r}, got none")
-    path = _check_root(root) / name / f"{config_hash(name, config)}.nc"
+    path = _check_root(root) / _check_name(name) / f"{config_hash(name, config)}.nc"
     key = path.stem
     parts = path.with_suffix(".parts")
     if force:
