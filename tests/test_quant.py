@@ -222,6 +222,13 @@ def test_quantizing_twice_changes_nothing_with_nearest_rounding(W, bits, gran):
     np.testing.assert_allclose(twice, once, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(W).max())))
 
 
+@pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
+def test_a_range_whose_step_underflows_quantizes_to_zeros_not_nan(scheme):
+    W = np.array([[1.1754944e-38, 0.0]], np.float32)  # max|w|/L is below float32's normal range
+    q = np.asarray(zq.quantize(W, 3, scheme=scheme).dequantized)
+    assert np.all(np.isfinite(q)) and np.all(q == 0)
+
+
 # --- Qwix ----------------------------------------------------------------------------------------------------------
 
 

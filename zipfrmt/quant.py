@@ -167,7 +167,8 @@ def _round(y: jax.Array, cfg: QuantConfig, key: PRNGKeyArray | None) -> jax.Arra
 def _symmetric(X: jax.Array, m: jax.Array, cfg: QuantConfig, key: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns (dequantized, step Δ per group, in-range mask) for symmetric b ≥ 2 with range m per group."""
     L = 2 ** (cfg.bits - 1) - 1
-    step = jnp.where(m > 0, m / L, 1.0)
+    step = m / L
+    step = jnp.where(step > 0, step, 1.0)  # a zero group, or a range so small that m/L underflows to 0
     y = X / step[:, None]
     q = jnp.clip(_round(jnp.clip(y, -L, L), cfg, key), -L, L) * step[:, None]
     return q, step, jnp.abs(X) <= m[:, None]
@@ -178,7 +179,8 @@ def _asymmetric(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     top = 2**cfg.bits - 1
     span = hi - lo
-    step = jnp.where(span > 0, span / top, jnp.where(jnp.abs(lo) > 0, jnp.abs(lo), 1.0))
+    step = span / top  # 0 for a constant group, or when the span is so small that it underflows
+    step = jnp.where(step > 0, step, jnp.where(jnp.abs(lo) > 0, jnp.abs(lo), 1.0))
     zero = jnp.round(-lo / step)
     y = X / step[:, None] + zero[:, None]
     q = (jnp.clip(_round(jnp.clip(y, 0, top), cfg, key), 0, top) - zero[:, None]) * step[:, None]
