@@ -11,30 +11,27 @@ and the ratio quantized/fp32 time per step. Goal: <= 1.6x.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import time
 
 import jax
 import jax.numpy as jnp
 
-from zipfrmt.nn import PRESETS, QuantSpec, build_model, with_bits
+from zipfrmt.nn import PRESETS, build_model, make_optimizer, with_quant
+from zipfrmt.nn.checkpoint import split
 from zipfrmt.nn.data import load_tokens
-
-T = importlib.import_module("zipfrmt.nn.train")
+from zipfrmt.nn.train import train_step
 
 
 def time_steps(config, steps: int, repeats: int) -> float:
     """Best time per step over ``repeats`` runs of ``steps`` steps, after a compiling warm-up step."""
     data = load_tokens(config)
-    graphdef, template, rest, params = T._split(build_model(config))
-    opt_state = T.make_optimizer(config).init(params)
+    graphdef, template, rest, params = split(build_model(config))
+    opt_state = make_optimizer(config).init(params)
     toks = jnp.asarray(data.train)
 
     def run(p, s, n, start):
         for t in range(start, start + n):
-            p, s, loss, _ = T._train_step(graphdef, config, None, template, rest, p, s, jnp.asarray(t, jnp.int32),
-                                          toks)
+            p, s, loss, _ = train_step(graphdef, config, None, template, rest, p, s, jnp.asarray(t, jnp.int32), toks)
         jax.block_until_ready(loss)
         return p, s
 
@@ -55,8 +52,9 @@ def main() -> None:
     ap.add_argument("--bits", type=int, default=4)
     args = ap.parse_args()
     base = PRESETS[args.preset]
-    fp = dataclasses.replace(base, quant_act=None)
-    q = with_bits(base, QuantSpec(bits=args.bits), act=QuantSpec(bits=args.bits, granularity="row"))
+    fp = with_quant(base, None)
+    b = args.bits
+    q = with_quant(base, f"linear=int{b}-tensor,embed=int{b}-tensor,head=int{b}-tensor,act=int{b}-row")
     tokens = base.batch_size * base.context
     t_fp = time_steps(fp, args.steps, args.repeats)
     t_q = time_steps(q, args.steps, args.repeats)

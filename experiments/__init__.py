@@ -32,6 +32,7 @@ EXPERIMENTS = (
     "fig_stable_rank_vs_bits",
     "fig_limiting_density",
     "fig_training_collapse",
+    "fig_collapse_map",
     "fig_mitigations",
     "tab_bound_verification",
     "tab_checkpoint",

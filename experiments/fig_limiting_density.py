@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments._paper import figure_path
+from experiments.outputs import figure_path
 from zipfrmt import embeddings, plots, quant, rmt, spectra, sweep
 
 NAME = "fig_limiting_density"

@@ -23,21 +23,21 @@ C. **Low-precision training with S2D on vs off** (dims ``train_run × step``): t
 
 The S2D ``k`` per layer is chosen once by PCDR (:func:`zipfrmt.mitigate.s2d.select_k_pcdr`, τ and K_max of the
 paper) on calibration activations of the trained fp32 model; if no layer reaches τ, every selected weight gets
-a fixed ``k`` instead (``s2d_k_rule`` says which). S2D runs live under ``root/fig_mitigations/runs/<hash>``.
+a fixed ``k`` instead (``s2d_k_rule`` says which). Every run, with S2D or without, is trained by
+:func:`zipfrmt.nn.experiment.train_cached` under ``root/runs/`` (shared with ``fig_training_collapse``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from experiments import fig_training_collapse as ftc
-from experiments._paper import figure_path, fmt, write_table
+from experiments.outputs import figure_path, fmt, write_table
 from zipfrmt import sweep
 
 NAME = "fig_mitigations"
@@ -107,29 +107,16 @@ def _lm_config(config: Config, precision: str) -> Any:
                                  "rounding": "nearest", "seed": config.seed})
 
 
-def _s2d_filter(path: tuple[Any, ...], x: Any) -> bool:
-    return bool(path) and path[-1] in ("kernel", "embedding") and getattr(x, "ndim", 0) == 2
-
-
 def _s2d_transform(config: Config, ks: dict[str, int]) -> Any:
+    from zipfrmt.mitigate import lm as mlm
     from zipfrmt.mitigate import s2d
 
-    return s2d.s2d(lam=config.s2d_lam, n=config.s2d_n, k=ks, every=config.s2d_every, param_filter=_s2d_filter)
+    return s2d.s2d(lam=config.s2d_lam, n=config.s2d_n, k=ks, every=config.s2d_every, param_filter=mlm.s2d_weights)
 
 
-def _s2d_run_dir(root: Path, cfg: Any, config: Config, ks: dict[str, int]) -> Path:
-    from zipfrmt.nn import config_to_json
-
-    key = {"train": config_to_json(cfg), "lam": config.s2d_lam, "n": config.s2d_n, "every": config.s2d_every,
-           "k": dict(sorted(ks.items()))}
-    return root / NAME / "runs" / sweep.config_hash(NAME, key)
-
-
-def _restore(cfg: Any, out_dir: Path, extra: Any = None) -> Any:
-    """The trained model in ``out_dir`` (``extra``: the S2D transform it was trained with, if any)."""
-    from zipfrmt.nn import trained_model
-
-    return trained_model(cfg, out_dir, extra_transform=extra)
+def _s2d_key(config: Config, ks: dict[str, int]) -> dict[str, Any]:
+    """What, besides the training config, makes an S2D run (part of its run folder's key)."""
+    return {"s2d": {"lam": config.s2d_lam, "n": config.s2d_n, "every": config.s2d_every, "k": dict(sorted(ks.items()))}}
 
 
 def _calibration(cfg: Any, n: int) -> np.ndarray:
@@ -150,30 +137,6 @@ def _activations(model: Any, windows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in collect_activations(model, windows).items()}
 
 
-def _select_k(config: Config, model: Any, acts: dict[str, np.ndarray]) -> tuple[dict[str, int], str]:
-    """PCDR's k per selected weight (embedding as the tied head Eᵀ on the final hidden states), or the fixed
-    fallback for every weight when no layer reaches τ."""
-    from flax import nnx
-
-    from zipfrmt.mitigate import s2d
-    from zipfrmt.nn.layers import QEmbed, QLinear
-
-    ks = {}
-    for _, node in nnx.iter_graph(model):
-        if isinstance(node, QLinear):
-            name = node.path + "/kernel"
-            W = np.asarray(node.kernel[...])
-        elif isinstance(node, QEmbed):
-            name = node.path + "/embedding"
-            W = np.asarray(node.embedding[...]).T
-        else:
-            continue
-        ks[name] = s2d.select_k_pcdr(W, acts[name], tau=config.s2d_tau, k_max=config.s2d_k_max).k
-    if any(ks.values()):
-        return ks, "pcdr"
-    return {k: config.s2d_k_fallback for k in ks}, "fixed"
-
-
 class _LM:
     """The trained models and runs this figure needs, trained (or read back) on first use."""
 
@@ -182,39 +145,44 @@ class _LM:
         self.cfg = _lm_config(config, "fp32")
         self._ks: tuple[dict[str, int], str] | None = None
         self._models: dict[str, Any] = {}
-        self._cleared: set[Path] = set()
+        self._forced: set[Any] = set()
 
     def history(self, precision: str, s2d_on: bool) -> Any:
-        from zipfrmt.nn import train
+        from zipfrmt.nn.experiment import train_cached
 
         cfg = _lm_config(self.config, precision)
-        reference = None if precision == "fp32" else ftc._train(self.root, self.cfg)
+        reference = None if precision == "fp32" else train_cached(self.cfg, self.root)
         if not s2d_on:
-            return ftc._train(self.root, cfg, reference)
+            return train_cached(cfg, self.root, reference=reference)
         ks, _ = self.ks()
-        out = _s2d_run_dir(self.root, cfg, self.config, ks)
-        if self.force and out not in self._cleared:
-            shutil.rmtree(out, ignore_errors=True)
-            self._cleared.add(out)
-        return train(cfg, out, progress=False, extra_transform=_s2d_transform(self.config, ks), reference=reference)
+        key = _s2d_key(self.config, ks)
+        force = self.force and (cfg, "s2d") not in self._forced
+        self._forced.add((cfg, "s2d"))
+        return train_cached(cfg, self.root, reference=reference, extra_transform=_s2d_transform(self.config, ks),
+                            extra=key, force=force)
 
     def model(self, which: str) -> Any:
+        from zipfrmt.nn import trained_model
+        from zipfrmt.nn.experiment import run_dir
+
         if which not in self._models:
+            self.history("fp32", which == "s2d")
             if which == "fp32":
-                self.history("fp32", False)
-                self._models[which] = _restore(self.cfg, ftc._run_dir(self.root, self.cfg))
+                self._models[which] = trained_model(self.cfg, run_dir(self.root, self.cfg))
             else:
-                self.history("fp32", True)
                 ks, _ = self.ks()
-                self._models[which] = _restore(self.cfg, _s2d_run_dir(self.root, self.cfg, self.config, ks),
-                                               _s2d_transform(self.config, ks))
+                self._models[which] = trained_model(self.cfg, run_dir(self.root, self.cfg, _s2d_key(self.config, ks)),
+                                                    extra_transform=_s2d_transform(self.config, ks))
         return self._models[which]
 
     def ks(self) -> tuple[dict[str, int], str]:
+        from zipfrmt.mitigate.lm import select_s2d_k
+
         if self._ks is None:
             model = self.model("fp32")
             acts = _activations(model, _calibration(self.cfg, self.config.calib_windows))
-            self._ks = _select_k(self.config, model, acts)
+            c = self.config
+            self._ks = select_s2d_k(model, acts, tau=c.s2d_tau, k_max=c.s2d_k_max, fallback=c.s2d_k_fallback)
         return self._ks
 
 
@@ -270,42 +238,11 @@ def part_embedding(config: Config, lm: _LM) -> Any:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _specquant_model(model: Any, acts: dict[str, np.ndarray], bits: int, config: Config) -> tuple[Any, float]:
-    """A copy of ``model`` with every linear kernel replaced by SpecQuant's smoothed effective weight (its λ
-    set as the layer's smoothing divisor, weight fake-quant off) and the embedding table by its SpecQuant
-    weight along tokens (no smoothing: a lookup has no activations). Returns it and the mean overhead bits."""
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from zipfrmt.mitigate import specquant
-    from zipfrmt.nn import set_quant
-    from zipfrmt.nn.layers import QEmbed, QLinear
-
-    m = set_quant(nnx.clone(model), linear=None, embed=None, head=None)
-    overhead, sizes = [], []
-    for _, node in nnx.iter_graph(m):
-        if isinstance(node, QLinear):
-            W = node.kernel[...]
-            r = specquant.specquant(W, bits, config.budget, X=acts[node.path + "/kernel"],
-                                    act_bits=config.ptq_act_bits, alpha=config.specquant_alpha,
-                                    importance=config.importance, axis=0)
-            node.kernel[...] = jnp.asarray(r.smoothed_weight, jnp.float32)
-            node.smooth[...] = jnp.asarray(r.smoothing, jnp.float32)
-        elif isinstance(node, QEmbed):
-            W = node.embedding[...]
-            r = specquant.specquant(W, bits, config.budget, importance=config.importance, axis=1)
-            node.embedding[...] = jnp.asarray(r.weight, jnp.float32)
-        else:
-            continue
-        overhead.append(float(r.overhead_bits))
-        sizes.append(int(W.size))
-    return m, float(np.average(overhead, weights=sizes))
-
-
 def part_ptq(config: Config, lm: _LM) -> Any:
     import xarray as xr
 
-    from zipfrmt.nn import QuantSpec, evaluate
+    from zipfrmt.mitigate.lm import specquant_model
+    from zipfrmt.nn import evaluate
 
     cfg = lm.cfg
     toks = _heldout(cfg)
@@ -313,18 +250,18 @@ def part_ptq(config: Config, lm: _LM) -> Any:
     base, s2d_model = lm.model("fp32"), lm.model("s2d")
     acts = _activations(base, calib)
     n = config.ptq_windows
-    A = QuantSpec(bits=config.ptq_act_bits, granularity="row")
+    A = f"act=int{config.ptq_act_bits}-row"
     methods = ("rtn", "specquant", "s2d")
     settings = [f"W{b}A{config.ptq_act_bits}" for b in config.ptq_weight_bits]
     loss = np.full((len(methods), len(settings)), np.nan)
     overhead = np.zeros((len(methods), len(settings)))
     for j, b in enumerate(config.ptq_weight_bits):
-        W = QuantSpec(bits=b, granularity="row")
+        W = f"linear=int{b}-row,embed=int{b}-row,head=int{b}-row"
         for method, model in (("rtn", base), ("s2d", s2d_model)):
-            loss[methods.index(method), j] = evaluate(model, toks, cfg, weight_quant=W, embed_quant=W,
-                                                      head_quant=W, act_quant=A, n_windows=n)["loss"]
-        sq, overhead[1, j] = _specquant_model(base, acts, b, config)
-        loss[1, j] = evaluate(sq, toks, cfg, act_quant=A, n_windows=n)["loss"]
+            loss[methods.index(method), j] = evaluate(model, toks, cfg, quant=f"{W},{A}", n_windows=n)["loss"]
+        sq, overhead[1, j] = specquant_model(base, acts, b, config.budget, act_bits=config.ptq_act_bits,
+                                             alpha=config.specquant_alpha, importance=config.importance)
+        loss[1, j] = evaluate(sq, toks, cfg, quant=A, n_windows=n)["loss"]
     fp_loss = np.array([evaluate(m, toks, cfg, n_windows=n)["loss"] for m in (base, base, s2d_model)])
     act_max = [max(float(np.max(np.abs(v))) for v in _activations(m, calib).values()) for m in (base, s2d_model)]
     ks, rule = lm.ks()
@@ -350,37 +287,10 @@ def part_ptq(config: Config, lm: _LM) -> Any:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def collapse_step(hist: Any, reference: Any, cfg: Any) -> float:
-    """The first probe step from which the collapse criterion of :func:`zipfrmt.nn.collapse_verdict` holds at
-    every later probe (NaN if it does not hold at the last one)."""
-    from zipfrmt.plots import last_finite
-
-    h_uni = float(hist.attrs["unigram_entropy"])
-    ref_h = ref_e = math.nan
-    if reference is not None:
-        ref_h = float(last_finite(reference["hidden_effective_rank"].values[None])[0])
-        ref_e = float(last_finite(reference["emb_effective_rank"].values[None])[0])
-    steps = np.asarray(hist["step"].values)
-    ev, hid, emb = (np.asarray(hist[k].values, np.float64) for k in ("eval_loss", "hidden_effective_rank",
-                                                                       "emb_effective_rank_q"))
-    probed = np.flatnonzero(np.isfinite(ev) | np.isfinite(hid))
-    crit = []
-    for i in probed:
-        c = bool(np.isfinite(ev[i]) and ev[i] >= h_uni - cfg.unigram_margin)
-        c |= bool(np.isfinite(hid[i]) and hid[i] < cfg.collapse_fraction * ref_h)
-        c |= bool(np.isfinite(emb[i]) and emb[i] < cfg.collapse_fraction * ref_e)
-        crit.append(c)
-    if not crit or not crit[-1]:
-        return math.nan
-    first = len(crit) - 1
-    while first > 0 and crit[first - 1]:
-        first -= 1
-    return float(steps[probed[first]])
-
-
 def part_training(config: Config, lm: _LM) -> Any:
     import xarray as xr
 
+    from zipfrmt.nn.collapse import collapse_step
     from zipfrmt.plots import embedding_in_use, last_finite
 
     steps = np.arange(config.base.steps + 1)

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from experiments._paper import figure_path
+from experiments.outputs import figure_path
 from zipfrmt import analyze, rmt, sweep
-from zipfrmt._validate import check_choice, check_int, check_number
+from zipfrmt.checks import check_choice, check_int, check_number
+from zipfrmt.quant import QuantSpec, parse_granularity
 
 NAME = "fig_noise_floor"
 KIND = "figure"
@@ -47,7 +48,7 @@ def check_settings(config: Any) -> None:
     for b in config.bits:
         check_int(b, "bits", lo=2, hi=16)
     for g in config.granularities:
-        analyze.parse_granularity(g)
+        parse_granularity(g)
     for r in config.roundings:
         check_choice(r, "roundings", ("nearest", "stochastic"))
 
@@ -130,18 +131,14 @@ def measure_setting(W: Any, point: dict[str, Any]) -> Any:
     import xarray as xr
 
     V, d = (int(n) for n in W.shape)
-    gran, size = analyze.parse_granularity(point["granularity"])
-    setting = analyze.Setting(int(point["bits"]), gran, size, point["rounding"])
+    gran, size = parse_granularity(point["granularity"])
+    spec = QuantSpec(bits=int(point["bits"]), granularity=gran, group_size=size, rounding=point["rounding"])
     seed = zlib.crc32(sweep.config_json(point).encode()) & 0x7FFFFFFF
-    rep = analyze.analyze_matrix(W, [setting], seed=seed, keep_spectra=True)
+    rep = analyze.analyze_matrix(W, [spec], seed=seed, keep_spectra=True)
     row, fp = rep["quantized"][0], rep["fp"]
     s_fp = rep["spectra"]["fp"]
     s_q = rep["spectra"]["quantized"][0]
     p = row["predicted"]
-    if p["model"] == "additive":
-        pred = rmt.predict_quantized(s_fp, V, d, p["noise_var"])
-    else:
-        pred = rmt.predict_quantized_bussgang(s_fp, V, d, p["gain"], p["noise_var"])
     add = rmt.predict_quantized(s_fp, V, d, row["noise_var_model"])
     lo = rmt.mp_edges(V, d, p["noise_var"]).sigma_lo if p["noise_var"] > 0 else 0.0
     scalars = {
@@ -175,7 +172,7 @@ def measure_setting(W: Any, point: dict[str, Any]) -> Any:
     data = {k: ((), v) for k, v in scalars.items()}
     data["sigma_fp"] = (("rank",), np.asarray(s_fp, np.float64))
     data["sigma_measured"] = (("rank",), np.asarray(s_q, np.float64))
-    data["sigma_predicted"] = (("rank",), np.asarray(pred.sigma, np.float64))
+    data["sigma_predicted"] = (("rank",), rep["spectra"]["predicted"][0])
     return xr.Dataset(data, coords={"rank": rank})
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments._paper import figure_path
 from experiments.fig_noise_floor import check_settings, grid_points, run_settings
-from zipfrmt._validate import check_int, check_number
+from experiments.outputs import figure_path
+from zipfrmt.checks import check_int, check_number
 
 NAME = "fig_stable_rank_vs_bits"
 KIND = "figure"

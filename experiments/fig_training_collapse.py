@@ -5,9 +5,10 @@ Weights of every linear layer, the embedding table and the output head are fake-
 through gradients, float32 master weights; activations at ``act_bits``), on a latent-semantic Zipfian corpus and
 on real text. One curve per precision: held-out loss, the stable rank and rank-decay exponent of the quantized
 embedding, the hidden-state effective rank and anisotropy. A second axis varies the scale groups and the
-rounding at 3 and 4 bits. Every run is one grid point; its Orbax checkpoints live under
-``results/fig_training_collapse/runs/`` so an interrupted run resumes mid-training (:func:`zipfrmt.nn.train`).
-Collapse is judged by :func:`zipfrmt.nn.collapse_verdict` against the fp32 run of the same corpus and seed.
+rounding at 3 and 4 bits. Every run is one grid point, trained by :func:`zipfrmt.nn.experiment.train_cached`:
+its Orbax checkpoints live under ``results/runs/`` (shared with every experiment that trains the same config),
+so an interrupted run resumes mid-training. Collapse is judged by :func:`zipfrmt.nn.collapse_verdict` against
+the fp32 run of the same corpus and seed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments._paper import DATA_DIR, figure_path
+from experiments.outputs import DATA_DIR, figure_path
 from zipfrmt import sweep
 
 NAME = "fig_training_collapse"
@@ -57,11 +58,15 @@ class Config:
 
     ``precisions``: ``"fp32"`` or a bit width as a string. ``corpora``: ``"latent"`` and names of
     :data:`TEXTS` (skipped, with a note in the report, when ``data_dir`` does not hold them). ``seeds`` are the
-    training seeds on the synthetic corpus, ``text_seeds`` on real text (fewer at quick scale, for time).
+    training seeds on the synthetic corpus, ``text_seeds`` on real text, ``text_precisions`` the precisions
+    there (``None``: all; fewer at quick scale, for time). ``granularity``: the weights' scale groups on the
+    bits axis (per row: the runs are shared with the ``forward`` mechanism of ``fig_collapse_map``).
     """
 
     base: Any
     precisions: tuple[str, ...] = ("fp32", "8", "6", "4", "3", "2")
+    text_precisions: tuple[str, ...] | None = None
+    granularity: str = "row"
     corpora: tuple[str, ...] = ("latent", "tinyshakespeare")
     seeds: tuple[int, ...] = (0, 1)
     text_seeds: tuple[int, ...] = (0,)
@@ -76,7 +81,7 @@ class Config:
 SCALES = {
     "test": Config(base=_base("test"), precisions=("fp32", "4", "2"), corpora=("latent",), seeds=(0,),
                    axis2_bits=(3,), axis2_granularities=("row",), axis2_roundings=("stochastic",)),
-    "quick": Config(base=_base("quick")),
+    "quick": Config(base=_base("quick"), precisions=("fp32", "8", "4", "3", "2"), text_precisions=("fp32", "4", "2")),
     "full": Config(base=_base("full"), corpora=("latent", "tinyshakespeare", "wikitext2"), seeds=(0, 1, 2),
                    text_seeds=(0, 1, 2), axis2_bits=(4, 3),
                    axis2_granularities=("tensor", "row", "group32", "group128")),
@@ -86,13 +91,14 @@ SCALES = {
 def points(config: Config) -> list[dict[str, Any]]:
     """The runs, fp32 first for each corpus and seed (it is the reference of the collapse criterion)."""
     corpora = [c for c in config.corpora if c == "latent" or (Path(config.data_dir) / TEXTS[c]).is_file()]
-    out = [{"corpus": c, "precision": p, "granularity": "tensor", "rounding": "nearest", "seed": s, "axis": "bits"}
+    out = [{"corpus": c, "precision": p, "granularity": config.granularity, "rounding": "nearest", "seed": s,
+            "axis": "bits"}
            for c in corpora for s in (config.seeds if c == "latent" else config.text_seeds)
-           for p in config.precisions]
+           for p in (config.precisions if c == "latent" else config.text_precisions or config.precisions)]
     for b in config.axis2_bits:
         for g in config.axis2_granularities:
             for r in config.axis2_roundings:
-                if (g, r) == ("tensor", "nearest") and str(b) in config.precisions:
+                if (g, r) == (config.granularity, "nearest") and str(b) in config.precisions:
                     continue  # already on the first axis
                 out.append({"corpus": config.axis2_corpus, "precision": str(b), "granularity": g, "rounding": r,
                             "seed": config.seeds[0], "axis": "scales"})
@@ -101,14 +107,12 @@ def points(config: Config) -> list[dict[str, Any]]:
 
 def train_config(config: Config, point: dict[str, Any]) -> Any:
     """The :class:`zipfrmt.nn.TrainConfig` of one run."""
-    from zipfrmt.analyze import parse_granularity
-    from zipfrmt.nn import QuantSpec, with_bits
+    from zipfrmt.nn import with_bits
+    from zipfrmt.nn.experiment import corpus_config
+    from zipfrmt.quant import QuantSpec, parse_granularity
 
-    base = config.base
-    data = base.data
-    if point["corpus"] != "latent":
-        data = dataclasses.replace(data, source="text", path=str(Path(config.data_dir) / TEXTS[point["corpus"]]))
-    cfg = dataclasses.replace(base, data=data, seed=int(point["seed"]))
+    corpus = point["corpus"] if point["corpus"] == "latent" else Path(config.data_dir) / TEXTS[point["corpus"]]
+    cfg = corpus_config(dataclasses.replace(config.base, seed=int(point["seed"])), corpus)
     if point["precision"] == "fp32":
         return with_bits(cfg, None, act=None)
     gran, size = parse_granularity(point["granularity"])
@@ -116,42 +120,19 @@ def train_config(config: Config, point: dict[str, Any]) -> Any:
     return with_bits(cfg, spec, act=QuantSpec(bits=config.act_bits, granularity="row"))
 
 
-def _run_dir(root: Path, cfg: Any) -> Path:
-    from zipfrmt.nn import config_to_json
-
-    return root / NAME / "runs" / sweep.config_hash(NAME, config_to_json(cfg))
-
-
-def _train(root: Path, cfg: Any, reference: Any = None) -> Any:
-    """The history of the run ``cfg`` under ``root``: trained (or resumed) unless it has finished already.
-
-    A finished run's ``history.nc`` is read back as is when no ``reference`` is given (the fp32 reference of
-    every quantized run, and the runs shared with fig_mitigations), instead of restoring its checkpoint.
-    """
-    import xarray as xr
-
-    from zipfrmt.nn import train
-    from zipfrmt.nn.train import HISTORY_FILE
-
-    run_dir = _run_dir(root, cfg)
-    if reference is None and (run_dir / HISTORY_FILE).exists():
-        return xr.load_dataset(run_dir / HISTORY_FILE, engine="netcdf4")
-    return train(cfg, run_dir, progress=False, reference=reference)
-
-
 def run(config: Config, *, root: str | Path = "results", force: bool = False, progress: bool = True) -> Any:
-    import shutil
+    from zipfrmt.nn.experiment import train_cached
 
     root = Path(root)
+    forced: set[Any] = set()
 
     def compute(point: dict[str, Any]) -> Any:
         cfg = train_config(config, point)
-        if force:
-            shutil.rmtree(_run_dir(root, cfg), ignore_errors=True)
         reference = None
         if point["precision"] != "fp32":
-            reference = _train(root, train_config(config, dict(point, precision="fp32")))
-        hist = _train(root, cfg, reference)
+            reference = train_cached(train_config(config, dict(point, precision="fp32")), root)
+        hist = train_cached(cfg, root, reference=reference, force=force and cfg not in forced)
+        forced.add(cfg)
         ds = hist.copy()
         for key in ("status", "reason", "unigram_entropy", "stopped_at", "n_params", "tokens_per_step"):
             ds[key] = ((), hist.attrs[key])

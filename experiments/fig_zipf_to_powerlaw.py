@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from experiments._paper import figure_path
+from experiments.outputs import figure_path
 from zipfrmt import corpus, embeddings, plots, spectra, sweep
 
 NAME = "fig_zipf_to_powerlaw"

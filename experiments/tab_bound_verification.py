@@ -1,8 +1,7 @@
 """Table: the propositions P1–P5 checked over a grid — points, violations, relative errors per regime.
 
-Runs :func:`zipfrmt.bounds.verify` one matrix at a time (one block per V, d, a, seed), so an interrupted run
-resumes at the matrix it stopped in; the blocks are joined into the same dataset one call over the whole grid
-gives (every point's keys depend on its own coordinates only).
+Runs :func:`zipfrmt.bounds.verify` with a results root: one block per matrix (V, d, a, seed), so an interrupted
+run resumes at the matrix it stopped in.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from experiments._paper import fmt, write_table
-from zipfrmt import bounds, sweep
+from experiments.outputs import fmt, write_table
+from zipfrmt import bounds
 
 NAME = "tab_bound_verification"
 KIND = "table"
@@ -36,17 +35,8 @@ SCALES = {
 }
 
 
-def _block(config: Config, point: dict[str, Any]) -> Any:
-    g = config.grid
-    sub = dataclasses.replace(g, V=(point["V"],), d=(point["d"],), a=(point["a"],), seeds=(point["seed"],))
-    return bounds.verify(sub, progress=False)
-
-
 def run(config: Config, *, root: str | Path = "results", force: bool = False, progress: bool = True) -> Any:
-    g = config.grid
-    points = [{"V": V, "d": d, "a": a, "seed": s} for V in g.V for d in g.d for a in g.a for s in g.seeds]
-    return sweep.run_grid(NAME, config, points, lambda p: _block(config, p), root=root, force=force,
-                          progress=progress, combine="by_coords")
+    return bounds.verify(config.grid, root=root, force=force, progress=progress, name=NAME)
 
 
 def _pct(x: Any) -> str:

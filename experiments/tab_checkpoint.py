@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments._paper import fmt, write_table
-from zipfrmt import analyze, embeddings, sweep
+from experiments.outputs import fmt, write_table
+from zipfrmt import analyze, checkpoints, sweep
 
 NAME = "tab_checkpoint"
 KIND = "table"
@@ -78,9 +78,9 @@ def run(config: Config, *, root: str | Path = "results", force: bool = False, pr
         raise ValueError(f"config.path: expected a checkpoint file, got None ({SKIP_MESSAGE})")
 
     def compute() -> Any:
-        W = embeddings.load_matrix(config.path, tensor=config.tensor, transpose=config.transpose)
-        settings = analyze.settings_grid(config.bits, config.granularity, config.rounding)
-        rep = analyze.analyze_matrix(W, settings, name=config.tensor or Path(config.path).name, seed=config.seed)
+        W = checkpoints.load_matrix(config.path, tensor=config.tensor, transpose=config.transpose)
+        specs = analyze.spec_grid(config.bits, config.granularity, config.rounding)
+        rep = analyze.analyze_matrix(W, specs, name=config.tensor or Path(config.path).name, seed=config.seed)
         rows = rep["quantized"]
         data = {f: ("setting", np.array([_num(r[f]) for r in rows])) for f in _FIELDS}
         data.update({f"predicted_{f}": ("setting", np.array([_num(r["predicted"][f]) for r in rows]))

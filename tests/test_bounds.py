@@ -128,7 +128,7 @@ def test_dataset_layout_and_attributes(small_ds):
 
 def test_run_verify_writes_json_rows_and_the_grid(monkeypatch, tmp_path):
     tiny = bounds.VerifyGrid(V=(256,), d=(64,), a=(1.0,), bits=(4, 2), granularity=("row",), rounding=("nearest",))
-    monkeypatch.setattr(bounds, "QUICK_GRID", tiny)
+    monkeypatch.setattr(bounds.table, "QUICK_GRID", tiny)
     out = tmp_path / "verify.json"
     ds, rows = bounds.run_verify("quick", out, progress=False)
     payload = json.loads(out.read_text())
@@ -145,7 +145,7 @@ def test_a_failing_point_raises_with_its_configuration(monkeypatch):
             raise FloatingPointError("boom")
         return real(W, bits, **kw)
 
-    monkeypatch.setattr(bounds.quant, "quantize", broken)
+    monkeypatch.setattr(quant, "quantize", broken)
     grid = bounds.VerifyGrid(V=(128,), d=(32,), a=(0.5,), bits=(4, 3), granularity=("row",), rounding=("nearest",))
     with pytest.raises(RuntimeError, match=r"V=128, d=32, a=0.5, seed=0, bits=3, granularity='row'.*boom"):
         bounds.verify(grid, progress=False)
@@ -258,7 +258,7 @@ def test_apriori_bound_from_the_steps_alone(rounding, c):
     W, _ = power_law(V, d, 0.5)
     res = quant.quantize(W, 3, granularity="tensor", rounding=rounding, key=jax.random.key(0))
     check = bounds.weyl_bounds(bounds.measure(W, res.dequantized), result=res)
-    assert check.apriori == pytest.approx(c * float(res.step) * math.sqrt(V * d), rel=1e-6)
+    assert check.apriori == pytest.approx(c * float(res.scale) * math.sqrt(V * d), rel=1e-6)
     assert check.apriori_holds and check.fro_holds and check.norm_E < check.fro_E < check.apriori
 
 

@@ -11,14 +11,15 @@ from conftest import power_law_np
 from safetensors.numpy import save_file
 
 from zipfrmt import quant, rmt, spectra
-from zipfrmt.analyze import Setting, analyze_matrix
+from zipfrmt.analyze import analyze_matrix
 from zipfrmt.cli import main
+from zipfrmt.quant import QuantSpec
 
 FP_KEYS = {"stable_rank", "effective_rank", "participation_ratio", "rank_exponent", "rank_window", "esd_alpha",
            "esd_xmin", "esd_ks", "sigma_max", "sigma_min"}
-Q_KEYS = {"bits", "granularity", "rounding", "stable_rank", "effective_rank", "rank_exponent", "esd_alpha",
-          "sigma_max", "sigma_min", "rel_error", "zero_fraction", "noise_var_model", "noise_var_measured",
-          "bussgang_gain", "regime", "truncation_index", "predicted"}
+Q_KEYS = {"spec", "format", "bits", "granularity", "rounding", "stable_rank", "effective_rank", "rank_exponent",
+          "esd_alpha", "sigma_max", "sigma_min", "rel_error", "zero_fraction", "noise_var_model", "noise_var_measured",
+          "bussgang_gain", "residual_var", "regime", "truncation_index", "predicted"}
 PRED_KEYS = {"stable_rank", "truncation_index", "sigma_max", "model"}
 
 
@@ -64,6 +65,56 @@ def test_analyze_json_has_every_key_with_the_library_values(checkpoint, tmp_path
         assert row["predicted"]["stable_rank"] == pytest.approx(row["stable_rank"], rel=0.02)
     printed = capsys.readouterr().out
     assert "wte.weight: 1500 x 96" in printed and "group32" in printed
+
+
+def test_analyze_quant_evaluates_every_format_with_its_spec_text(checkpoint, tmp_path):
+    """The issue's "done when": every spec reports spectrum, noise statistics, regime and prediction."""
+    path, W = checkpoint
+    out = tmp_path / "f.json"
+    specs = ["int4-row", "nf4", "fp8_e4m3", "mxfp4", "nvfp4", "int3-group32-stochastic"]
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--quant", ",".join(specs), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["quantized"]
+    assert [r["spec"] for r in rows] == specs
+    for r in rows:
+        assert Q_KEYS <= set(r) and PRED_KEYS <= set(r["predicted"])
+        assert r["regime"] in ("widrow", "dead-zone") and r["noise_var_model"] > 0
+        assert r["predicted"]["model"] == ("additive" if r["regime"] == "widrow" else "bussgang")
+        assert math.isfinite(r["stable_rank"]) and r["truncation_index"] >= 0
+    nf4 = next(r for r in rows if r["spec"] == "nf4")
+    q = quant.quantize(W, "nf4")
+    assert (nf4["format"], nf4["bits"], nf4["granularity"]) == ("nf4", 4, "row")
+    assert nf4["rel_error"] == pytest.approx(q.rel_error, rel=1e-6)
+    assert nf4["stable_rank"] == pytest.approx(spectra.summarize(q.dequantized).stable_rank, rel=1e-6)
+
+
+def test_analyze_quant_and_the_bits_shorthand_do_not_mix(checkpoint, capsys):
+    path, _ = checkpoint
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--quant", "int4-row", "--bits", "4"]) == 2
+    assert "--quant" in capsys.readouterr().err
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--quant", "int4-rwo"]) == 2
+    err = capsys.readouterr().err
+    assert "--quant" in err and "rwo" in err
+
+
+def test_analyze_checks_outputs_and_groups_before_any_work(checkpoint, tmp_path, capsys, monkeypatch):
+    """Bad --json/--plot paths and group sizes longer than a row fail at once, before the spectrum is computed."""
+    path, _ = checkpoint
+
+    def boom(*a, **k):
+        raise AssertionError("the analysis ran before the options were checked")
+
+    monkeypatch.setattr(spectra, "singular_values", boom)
+    base = ["analyze", str(path), "--tensor", "wte.weight", "--quant", "int4-row"]
+    assert main([*base, "--json", str(tmp_path)]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert main([*base, "--json", str(tmp_path / "missing" / "a.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert main([*base, "--plot", str(tmp_path / "a.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert "--plot" in err and "xyz" in err
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--quant", "int4-group512"]) == 2
+    err = capsys.readouterr().err
+    assert "group" in err and "96" in err
 
 
 def test_analyze_plot_writes_png_and_pdf(checkpoint, tmp_path):
@@ -119,7 +170,7 @@ def test_report_is_real_package_output(tmp_path, capsys):
 
 def test_stochastic_rounding_in_an_analysis_is_reproducible():
     W = power_law_np(600, 48, 0.5)
-    settings = [Setting(3, "row", None, "stochastic")]
+    settings = [QuantSpec(bits=3, granularity="row", rounding="stochastic")]
     a = analyze_matrix(W, settings, seed=1)["quantized"][0]
     b = analyze_matrix(W, settings, seed=1)["quantized"][0]
     c = analyze_matrix(W, settings, seed=2)["quantized"][0]
@@ -143,7 +194,7 @@ def test_verify_command_prints_the_table_and_writes_json(monkeypatch, tmp_path, 
 
     small = bounds.VerifyGrid(V=(512,), d=(64,), a=(0.5,), bits=(6, 2), granularity=("row",),
                               rounding=("nearest",), seeds=(0,))
-    monkeypatch.setattr(bounds, "QUICK_GRID", small)
+    monkeypatch.setattr(bounds.table, "QUICK_GRID", small)
     out = tmp_path / "v.json"
     assert main(["verify", "--scale", "quick", "--json", str(out)]) == 0
     text = capsys.readouterr().out

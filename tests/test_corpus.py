@@ -19,6 +19,7 @@ import scipy.stats
 from jax.extend.random import threefry_2x32
 
 from zipfrmt import corpus as C
+from zipfrmt.corpus import sampling
 
 KEY = jax.random.key(0)
 
@@ -83,7 +84,7 @@ def test_threefry_block_function_is_bit_identical_to_jax():
     k = jnp.array([0x13198A2E, 0x03707344], jnp.uint32)
     x0 = jnp.arange(1000, dtype=jnp.uint32) * np.uint32(2654435761)
     x1 = jnp.arange(1000, dtype=jnp.uint32) + np.uint32(7)
-    y0, y1 = C._threefry2x32(k[0], k[1], x0, x1)
+    y0, y1 = sampling._threefry2x32(k[0], k[1], x0, x1)
     ref = threefry_2x32(k, jnp.concatenate([x0, x1]))
     np.testing.assert_array_equal(np.concatenate([y0, y1]), np.asarray(ref))
 
@@ -191,7 +192,7 @@ def test_sampling_kernel_keeps_no_intermediate_arrays():
     """The fused pass needs no scratch beyond its output (XLA's compiled memory analysis)."""
     table = C.alias_table(zipf_np(50_000, 1.0))
     n = 10**6
-    compiled = C._sample_alias_kernel.lower(KEY, table, n_tokens=n, chunk_size=n).compile()
+    compiled = sampling._sample_alias_kernel.lower(KEY, table, n_tokens=n, chunk_size=n).compile()
     analysis = compiled.memory_analysis()
     if analysis is None:
         pytest.skip("this backend reports no memory analysis")

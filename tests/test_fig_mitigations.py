@@ -1,13 +1,12 @@
 """experiments/fig_mitigations: runs at test scale, renders from the saved dataset, and the science holds."""
 
-import math
 
 import numpy as np
 import pytest
 import xarray as xr
 
 from experiments import fig_mitigations as fig
-from experiments._paper import fmt
+from experiments.outputs import fmt
 from zipfrmt import sweep
 
 CONFIG = fig.SCALES["test"]
@@ -77,18 +76,3 @@ def test_rtn_matches_the_rmt_prediction_and_truncates_the_tail(result):
     assert float(rtn["stable_rank"].sel(bits=2)) > float(pl["fp_stable_rank"])
     # S2D halves sigma_1: it flattens the head and so raises the full-precision stable rank by construction
     assert float(pl["s2d_fp_stable_rank"]) > 2 * float(pl["fp_stable_rank"])
-
-
-def test_collapse_step_is_the_start_of_the_last_collapsed_stretch():
-    from types import SimpleNamespace
-
-    steps = np.arange(5)
-    nan = math.nan
-    hist = xr.Dataset(
-        {"eval_loss": ("step", [5.0, 3.0, 2.0, 3.96, 4.0]),
-         "hidden_effective_rank": ("step", [nan] * 5), "emb_effective_rank_q": ("step", [nan] * 5)},
-        coords={"step": steps}, attrs={"unigram_entropy": 4.0})
-    cfg = SimpleNamespace(unigram_margin=0.05, collapse_fraction=0.5)
-    assert fig.collapse_step(hist, None, cfg) == 3.0
-    healthy = hist.assign(eval_loss=("step", [5.0, 3.0, 2.0, 2.0, 2.0]))
-    assert math.isnan(fig.collapse_step(healthy, None, cfg))

@@ -36,7 +36,9 @@ def test_renders_from_the_reopened_dataset_without_recomputing(result, tmp_path,
     def fail(*args, **kwargs):
         raise AssertionError("retrained although the result was cached")
 
-    monkeypatch.setattr(fig, "_train", fail)
+    import zipfrmt.nn.experiment as nx
+
+    monkeypatch.setattr(nx, "train", fail)
     again = fig.run(CONFIG, root=root, progress=False)
     reopened = xr.open_dataset(sweep.result_path(fig.NAME, CONFIG, root), engine="netcdf4").load()
     xr.testing.assert_identical(again, reopened)

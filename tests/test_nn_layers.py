@@ -11,7 +11,17 @@ import pytest
 from flax import nnx
 
 from zipfrmt import quant
-from zipfrmt.nn import PRESETS, ModelConfig, QuantSpec, TrainConfig, build_model, collect_activations, set_quant
+from zipfrmt.nn import (
+    PRESETS,
+    ModelConfig,
+    QuantSpec,
+    TrainConfig,
+    apply_rules,
+    build_model,
+    collect_activations,
+    quant_sites,
+    with_quant,
+)
 from zipfrmt.nn.layers import Ctx, QLinear, quantize_grad, quantize_rows
 
 W = jax.random.normal(jax.random.key(0), (48, 32))
@@ -37,10 +47,10 @@ def test_stochastic_rounding_uses_the_key():
 
 @pytest.mark.parametrize("fmt", ["fp8_e4m3", "nf4", "mxfp4", "nvfp4"])
 def test_qwix_formats_change_the_forward_as_configured(fmt):
-    spec = QuantSpec(format=fmt, granularity="row")
+    spec = QuantSpec.parse(fmt)
     out = np.asarray(quantize_rows(W, spec, None))
-    ref = np.asarray(quant.quantize_format(W, fmt, granularity="row").dequantized)
-    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+    ref = np.asarray(quant.quantize(W, fmt).dequantized)
+    np.testing.assert_array_equal(out, ref)  # one quantizer for training and analysis
     assert not np.allclose(out, np.asarray(W))
     C = jnp.ones_like(W)
     np.testing.assert_array_equal(np.asarray(jax.grad(lambda w: jnp.sum(quantize_rows(w, spec, None) * C))(W)), 1.0)
@@ -51,8 +61,7 @@ def test_qwix_format_changes_model_logits():
                                                                   n_heads=2, max_len=16))
     toks = jnp.arange(16)[None] % 64
     fp, _ = build_model(base)(toks, Ctx())
-    spec = QuantSpec(format="nf4", granularity="row")
-    q4, _ = build_model(dataclasses.replace(base, quant_linear=spec, quant_embed=spec))(toks, Ctx())
+    q4, _ = build_model(with_quant(base, "linear=nf4,embed=nf4"))(toks, Ctx())
     assert q4.shape == fp.shape
     assert float(jnp.max(jnp.abs(q4 - fp))) > 1e-4
 
@@ -86,7 +95,7 @@ def test_qlinear_quantizes_weights_and_activations_and_smoothing_is_exact():
     np.testing.assert_allclose(np.asarray(lin(x, Ctx())), np.asarray(fp), rtol=1e-5, atol=1e-6)
 
 
-def test_collect_activations_and_set_quant():
+def test_collect_activations_and_post_training_rules():
     cfg = TrainConfig(model=ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, max_len=16))
     model = build_model(cfg)
     toks = jnp.arange(32).reshape(2, 16) % 64
@@ -97,8 +106,7 @@ def test_collect_activations_and_set_quant():
     assert acts["blocks/1/attn/qkv/kernel"].shape == (32, 32)
     params = nnx.state(model, nnx.Param)
     assert nnx.to_pure_dict(params)["blocks"][0]["attn"]["qkv"]["kernel"].shape == (32, 96)
-    row4 = QuantSpec(bits=4, granularity="row")
-    ptq = set_quant(nnx.clone(model), linear=row4, act=row4)
+    ptq = apply_rules(nnx.clone(model), "linear=int4-row,act=int4-row")
     assert ptq.blocks[0].mlp.fc.w_spec.bits == 4 and model.blocks[0].mlp.fc.w_spec is None
     a, _ = model(toks, Ctx())
     b, _ = ptq(toks, Ctx())
@@ -111,3 +119,31 @@ def test_bag_model_shapes():
     assert logits.shape == (2, 16, 64) and h.shape == (2, 16, 16)
     E = build_model(cfg).embed.embedding[...]
     np.testing.assert_allclose(np.asarray(h[0, 5]), np.asarray(E[3:6].mean(0)), rtol=1e-5, atol=1e-7)
+
+
+def test_rules_give_each_site_its_spec_first_match_wins_and_tied_head_follows_embed():
+    cfg = with_quant(TrainConfig(model=ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, max_len=16)),
+                     "linear/blocks/0/*=fp32,linear=int4-row,embed=int2-row,act=int8-row,grad/*/mlp/*=int8-row")
+    sites = {k: (v.label if v is not None else None) for k, v in quant_sites(build_model(cfg)).items()}
+    assert sites["linear/blocks/0/attn/qkv"] is None and sites["linear/blocks/0/mlp/fc"] is None
+    assert sites["linear/blocks/1/attn/qkv"] == "int4-row"
+    assert sites["embed"] == "int2-row" and sites["head"] == "int2-row"  # tied head: as the lookup
+    assert sites["act/blocks/1/mlp/proj"] == "int8-row" and sites["act/head"] == "int8-row"
+    assert sites["grad/blocks/0/mlp/fc"] == "int8-row" and sites["grad/blocks/0/attn/qkv"] is None
+    assert sites["grad/head"] is None
+
+
+@pytest.mark.parametrize("rules, match", [
+    ("linaer=int4-row", r"rule 'linaer=int4-row' matches no site"),
+    ("embed=int4-rwo", r"rule embed=int4-rwo: .*rwo"),
+    ("act=int8-tensor", r"site act/.*causal leak"),
+    ("grad=int4-group48", r"site grad/.*groups of 48 entries, longer than the rows of length 32"),
+    ("linear=int4-group24", r"site linear/.*divides the row length"),
+    ("embed", r"PATTERN=SPEC"),
+])
+def test_bad_rules_are_named_before_anything_is_built(rules, match):
+    from zipfrmt.nn import validate
+
+    cfg = TrainConfig(model=ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, max_len=16), context=16)
+    with pytest.raises(ValueError, match=match):
+        validate(with_quant(cfg, rules))

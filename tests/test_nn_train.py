@@ -25,6 +25,7 @@ from zipfrmt.nn import (
     trained_model,
     validate,
     with_bits,
+    with_quant,
 )
 from zipfrmt.nn.data import load_tokens
 
@@ -67,9 +68,9 @@ def test_resume_is_bit_for_bit(tmp_path):
     # the restored model evaluates like the run recorded; PTQ to W4A4 changes it
     model = trained_model(cfg, tmp_path / "b")
     held = load_tokens(cfg).eval
-    ev = evaluate(model, held, cfg, n_windows=cfg.eval_batches * cfg.batch_size)
+    ev = evaluate(model, held, cfg)  # the windows the training loop evaluates on
     assert math.isclose(ev["loss"], float(straight.eval_loss.values[-1]), rel_tol=1e-4)
-    ptq = evaluate(model, held, cfg, weight_quant=QuantSpec(bits=2), act_quant=QuantSpec(bits=2, granularity="row"))
+    ptq = evaluate(model, held, cfg, quant="linear=int2-tensor,act=int2-row")
     assert ptq["loss"] != ev["loss"] and math.isclose(ev["perplexity"], math.exp(ev["loss"]))
 
 
@@ -91,19 +92,30 @@ def test_divergence_stops_cleanly_and_saves_history(tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"quant_embed": QuantSpec(bits=0)}, r"quant_embed\.bits: expected an integer in \[1, 16\], got 0"),
-    ({"quant_linear": QuantSpec(format="fp5")}, r"quant_linear\.format: expected one of"),
     ({"model": ModelConfig(vocab_size=128, d_model=30, n_heads=4, max_len=16)},
      r"model\.d_model: expected a multiple of n_heads = 4, got 30"),
     ({"context": 32}, r"context: expected at most model\.max_len = 16"),
-    ({"quant_embed": QuantSpec(bits=4, granularity="group", group_size=5)}, r"group_size: expected a divisor"),
-    ({"quant_act": QuantSpec(bits=8)}, r"quant_act\.granularity: expected 'row'.*causal leak"),
+    ({"quant": (("embed", QuantSpec(bits=4, granularity="group", group_size=5)),)},
+     r"quant: site embed: spec 'int4-group5' needs a group size that divides the row length 32"),
+    ({"quant": (("act", QuantSpec(bits=8)),)}, r"quant: site act/.*expected 'row'.*causal leak"),
+    ({"quant": (("grad", QuantSpec(bits=4, granularity="group", group_size=48)),)}, r"quant: site grad/"),
+    ({"quant": (("lienar", QuantSpec(bits=4)),)}, r"quant: rule 'lienar=int4-tensor' matches no site"),
+    ({"quant": ("linear=int4",)}, r"quant: expected rules as a tuple of \(pattern, spec\) pairs"),
     ({"b2": 1.5}, r"b2: expected"),
-    ({"quant_linear": QuantSpec(format="nf4", clip="mse")}, r"quant_linear: Qwix formats use their own"),
 ])
 def test_bad_configs_fail_before_training(change, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         train(dataclasses.replace(MICRO, **change), progress=False)
+
+
+@pytest.mark.parametrize("spec, match", [
+    (dict(bits=0), r"bits: expected an integer in \[1, 16\], got 0"),
+    (dict(format="fp5"), r"format: expected one of"),
+    (dict(format="nf4", clip="mse"), r"clip: format 'nf4' supports 'absmax'"),
+])
+def test_bad_specs_fail_when_made(spec, match):
+    with pytest.raises(ValueError, match=match):
+        QuantSpec(**spec)
 
 
 def test_context_longer_than_the_data_fails_before_training():
@@ -116,6 +128,8 @@ def test_context_longer_than_the_data_fails_before_training():
 def test_config_json_round_trip_and_hash():
     cfg = with_bits(MICRO, QuantSpec(format="nf4", granularity="row"), act=QuantSpec(bits=8, granularity="row"))
     assert config_from_json(config_to_json(cfg)) == cfg
+    assert '["embed", "nf4"]' in config_to_json(cfg)  # specs as their text
+    assert with_quant(MICRO, "linear=nf4,embed=nf4,head=nf4,act=int8-row").quant == cfg.quant
     assert hash(cfg) == hash(config_from_json(config_to_json(cfg)))
     assert validate(cfg) is cfg
 
@@ -127,11 +141,27 @@ def test_cli_train_writes_history(tmp_path, capsys):
                  "--no-progress"]) == 0
     ds = xr.load_dataset(tmp_path / "run" / "history.nc")
     assert ds.sizes["step"] == 11 and "emb_stable_rank" in ds and ds.attrs["zipfrmt_version"]
-    assert config_from_json(ds.attrs["config"]).quant_embed == QuantSpec(bits=4)
+    rules = dict(config_from_json(ds.attrs["config"]).quant)
+    assert rules["embed"] == QuantSpec(bits=4) and rules["act"] == QuantSpec(bits=8, granularity="row")
     assert main(["train", "tiny", "--bits", "0"]) == 2
-    assert "zipfrmt train: error: bits" in capsys.readouterr().err
+    assert "zipfrmt train: error: --bits" in capsys.readouterr().err
+    assert main(["train", "tiny", "--quant", "embed=int2-row,lnear=int4"]) == 2
+    assert "lnear" in capsys.readouterr().err
     assert main(["train", "tiny", "--rounding", "stochastic"]) == 2
     assert "--rounding: applies to --bits" in capsys.readouterr().err
+
+
+def test_cli_quant_rules_and_grad_rounding(tmp_path):
+    from zipfrmt.cli import build_parser
+    from zipfrmt.nn.command import config_from_args
+
+    args = build_parser().parse_args(["train", "tiny", "--quant", "embed=int2-row,linear=int4-row",
+                                      "--grad-bits", "int2-row-stochastic"])
+    rules = dict(config_from_args(args).quant)
+    assert rules == {"grad": QuantSpec(bits=2, granularity="row", rounding="stochastic"),
+                     "embed": QuantSpec(bits=2, granularity="row"), "linear": QuantSpec(bits=4, granularity="row")}
+    args = build_parser().parse_args(["train", "tiny", "--grad-bits", "3"])
+    assert dict(config_from_args(args).quant)["grad"] == QuantSpec(bits=3, granularity="row")  # per token
 
 
 def test_experiment_settings_and_table():

@@ -68,7 +68,7 @@ def test_reproduce_writes_tables_and_report_then_reuses_the_cache(tmp_path, chec
     def fail(*a, **k):
         raise AssertionError("recomputed although the result was cached")
 
-    monkeypatch.setattr(bounds, "verify", fail)
+    monkeypatch.setattr(bounds.grid, "_verify_block", fail)
     monkeypatch.setattr(tab_checkpoint.analyze, "analyze_matrix", fail)
     log = io.StringIO()
     again = reproduce.reproduce("test", only, results=results, paper=paper, checkpoint=str(checkpoint),

@@ -202,7 +202,7 @@ def test_esd_alpha_of_power_law_matrix_is_near_the_converted_rank_exponent():
 
 
 def csn_reference(lam: np.ndarray) -> tuple[float, float, float, int]:
-    """A direct float64 loop over the DESIGN.md convention (WeightWatcher's x_min scan)."""
+    """A direct float64 loop over the docs/conventions.md convention (WeightWatcher's x_min scan)."""
     lam = np.sort(lam[lam > 0])
     best = (math.inf, math.nan, math.nan, 0)
     for x_min in lam[:-1]:

@@ -1,62 +1,35 @@
-"""What b-bit quantization does to one embedding matrix: the measurement behind ``zipfrmt analyze``.
+"""What quantization does to one matrix: the measurement behind ``zipfrmt analyze``.
 
-For a ``V×d`` matrix (rows = tokens) and each (bits, granularity, rounding) setting: quantize, measure the
-spectrum of ``Q(W)`` beside that of ``W``, and put the random-matrix prediction from the full-precision spectrum
-alone beside the measurement:
+For a ``V×d`` matrix (rows = tokens) and each :class:`~zipfrmt.quant.QuantSpec` — an integer width with its
+scale groups and rounding, or a real format (fp8, nf4, mxfp4, nvfp4) — quantize, measure the spectrum of
+``Q(W)`` beside that of ``W``, and put the random-matrix prediction from the full-precision spectrum alone
+beside the measurement (:func:`zipfrmt.rmt.predict_from_result`, which picks the model by regime):
 
-* ``widrow`` regime → the additive model ``Q = W + E``, ``E`` i.i.d. with the model variance ``mean(Δ²)/12``;
+* ``widrow`` regime → the additive model ``Q = W + E``, ``E`` i.i.d. with the format's model variance;
 * ``dead-zone`` regime → the Bussgang model ``Q = g·W + D``, with the measured gain ``g = ⟨W,Q⟩/⟨W,W⟩`` and
-  residual variance ``s_D² = (‖Q‖_F² − g²‖W‖_F²)/(V d)`` (``D`` is uncorrelated with ``W`` by construction).
+  residual variance ``s_D² = ‖Q − gW‖_F²/(V d)``.
 
 The measured truncation index counts the quantized singular values above the predicted noise floor
-``s(√V + √d)`` (the bulk edge of the noise alone), the observable counterpart of ``k* = #{k : gσ_k > s(Vd)^¼}``.
+``s(√V + √d)`` (:func:`zipfrmt.rmt.count_above_floor`), the observable counterpart of
+``k* = #{k : gσ_k > s(Vd)^¼}``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from zipfrmt import quant, rmt, spectra
-from zipfrmt._validate import check_choice, check_int, check_matrix
+from zipfrmt.checks import check_matrix
+from zipfrmt.quant import QuantSpec, as_spec, check_spec_shape, parse_granularity
+from zipfrmt.tables import finite_or_none
 
-__all__ = ["Setting", "analyze_matrix", "parse_granularity", "spectral_fields"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One quantization setting of an analysis."""
-
-    bits: int
-    granularity: str  # "tensor", "row", "column" or "group"
-    group_size: int | None = None
-    rounding: str = "nearest"
-
-    @property
-    def granularity_label(self) -> str:
-        return f"group{self.group_size}" if self.granularity == "group" else self.granularity
-
-
-def parse_granularity(text: str) -> tuple[str, int | None]:
-    """``"row"`` → ``("row", None)``; ``"group32"`` → ``("group", 32)``."""
-    text = str(text).strip()
-    if text in ("tensor", "row", "column"):
-        return text, None
-    if text.startswith("group") and text[5:].isdigit() and int(text[5:]) > 0:
-        return "group", int(text[5:])
-    raise ValueError(f"granularity: expected tensor, row, column or groupN (e.g. group32), got {text!r}")
-
-
-def _finite(x: float) -> float | None:
-    """NaN/Inf → None (JSON null), else a plain float."""
-    x = float(x)
-    return x if math.isfinite(x) else None
+__all__ = ["analyze_matrix", "check_specs", "spec_grid", "spectral_fields"]
 
 
 def spectral_fields(summary: spectra.SpectralSummary) -> dict[str, Any]:
@@ -66,123 +39,115 @@ def spectral_fields(summary: spectra.SpectralSummary) -> dict[str, Any]:
         "stable_rank": d["stable_rank"],
         "effective_rank": d["effective_rank"],
         "participation_ratio": d["participation_ratio"],
-        "rank_exponent": _finite(d["rank_exponent"]),
+        "rank_exponent": finite_or_none(d["rank_exponent"]),
         "rank_window": d["rank_window"],
-        "esd_alpha": _finite(d["esd_alpha"]),
-        "esd_xmin": _finite(d["esd_xmin"]),
-        "esd_ks": _finite(d["esd_ks"]),
+        "esd_alpha": finite_or_none(d["esd_alpha"]),
+        "esd_xmin": finite_or_none(d["esd_xmin"]),
+        "esd_ks": finite_or_none(d["esd_ks"]),
         "sigma_max": d["sigma_max"],
         "sigma_min": d["sigma_min"],
         "reasons": d["reasons"],
     }
 
 
-def _prediction(
-    s_fp: np.ndarray, s_q: np.ndarray, shape: tuple[int, int], q: quant.QuantResult
-) -> dict[str, Any]:
-    """The RMT prediction for one quantized matrix, with the model its regime calls for."""
-    V, d = shape
-    if q.regime == "widrow" or q.bussgang_gain <= 0:
-        model, gain, noise_var = "additive", 1.0, q.noise_var_model
-        pred = rmt.predict_quantized(s_fp, V, d, noise_var)
-    else:
-        model, gain = "bussgang", q.bussgang_gain
-        energy_q = float(np.sum(np.square(s_q, dtype=np.float64)))
-        energy_w = float(np.sum(np.square(s_fp, dtype=np.float64)))
-        noise_var = max(energy_q - gain**2 * energy_w, 0.0) / (V * d)
-        pred = rmt.predict_quantized_bussgang(s_fp, V, d, gain, noise_var)
-    measured_k = int(np.sum(s_q > pred.noise_floor)) if noise_var > 0 else int(np.sum(s_q > 0))
+def prediction_fields(pred: rmt.QuantizedPrediction, s_q: Float[np.ndarray, " r"]) -> dict[str, Any]:
+    """A prediction (:func:`zipfrmt.rmt.predict_from_result`) and the measured truncation index against it, as
+    the ``"predicted"`` and ``"truncation_index"`` fields of the analysis JSON."""
     return {
         "predicted": {
             "stable_rank": float(pred.stable_rank),
             "truncation_index": int(pred.truncation_index),
             "sigma_max": float(pred.sigma1),
             "effective_rank": float(pred.effective_rank),
-            "rank_exponent": _finite(pred.decay.a),
+            "rank_exponent": finite_or_none(pred.decay.a),
             "noise_floor": float(pred.noise_floor),
             "threshold": float(pred.threshold),
-            "noise_var": float(noise_var),
-            "gain": float(gain),
-            "model": model,
+            "noise_var": float(pred.noise_var),
+            "gain": float(pred.gain),
+            "model": pred.model,
         },
-        "truncation_index": measured_k,
+        "truncation_index": rmt.count_above_floor(s_q, pred),
     }
 
 
+def check_specs(specs: Iterable[QuantSpec | str], shape: tuple[int, ...], name: str = "W") -> list[QuantSpec]:
+    """Every spec as a :class:`~zipfrmt.quant.QuantSpec`, checked against the matrix shape before any work."""
+    out = [as_spec(s, "specs") for s in specs]
+    if not out:
+        raise ValueError("specs: expected at least one quantization spec, got none")
+    for spec in out:
+        check_spec_shape(spec, shape, name)
+    return out
+
+
 def analyze_matrix(
-    W: Any,
-    settings: Iterable[Setting],
+    W: Float[Array, "V d"] | np.ndarray,
+    specs: Iterable[QuantSpec | str],
     *,
     name: str = "W",
     seed: int = 0,
     keep_spectra: bool = False,
-    progress: Callable[[Setting], None] | None = None,
+    progress: Callable[[QuantSpec], None] | None = None,
 ) -> dict[str, Any]:
-    """Spectral analysis of ``W`` at full precision and at each quantization setting.
+    """Spectral analysis of ``W`` at full precision and at each quantization spec.
 
-    Returns the ``zipfrmt analyze --json`` structure::
+    ``specs``: :class:`~zipfrmt.quant.QuantSpec` values or their text (``"int4-row"``, ``"nf4"``,
+    ``"mxfp4"`` …), all checked against ``W``'s shape before anything is computed. Returns the
+    ``zipfrmt analyze --json`` structure::
 
         {"tensor", "shape", "fp": {stable_rank, effective_rank, participation_ratio, rank_exponent, rank_window,
                                    esd_alpha, esd_xmin, esd_ks, sigma_max, sigma_min, ...},
-         "quantized": [{bits, granularity, rounding, stable_rank, effective_rank, rank_exponent, esd_alpha,
-                        sigma_max, sigma_min, rel_error, zero_fraction, noise_var_model, noise_var_measured,
-                        bussgang_gain, regime, truncation_index, predicted: {stable_rank, truncation_index,
-                        sigma_max, model, ...}}, ...]}
+         "quantized": [{spec, format, bits, granularity, rounding, stable_rank, effective_rank, rank_exponent,
+                        esd_alpha, sigma_max, sigma_min, rel_error, zero_fraction, noise_var_model,
+                        noise_var_measured, bussgang_gain, residual_var, regime, truncation_index,
+                        predicted: {stable_rank, truncation_index, sigma_max, model, ...}}, ...]}
 
-    With ``keep_spectra``, the singular values themselves are added under ``"spectra"``: ``{"fp": σ(W),
-    "quantized": [σ(Q) per setting]}`` (NumPy arrays, for plotting). Stochastic rounding draws its key from
-    ``seed`` (one fold per setting), so an analysis is reproducible.
+    ``"spec"`` is the spec's canonical text. With ``keep_spectra``, the singular values themselves are added
+    under ``"spectra"``: ``{"fp": σ(W), "quantized": [σ(Q) per spec], "predicted": [predicted σ per spec]}``
+    (NumPy arrays, for plotting).
+    Stochastic rounding draws its key from ``seed`` (one fold per spec), so an analysis is reproducible.
     """
     W = check_matrix(W, name)
-    settings = list(settings)
-    if not settings:
-        raise ValueError("settings: expected at least one quantization setting, got none")
-    for st in settings:
-        check_int(st.bits, "bits", lo=1, hi=16)
-        check_choice(st.rounding, "rounding", quant.ROUNDINGS)
     shape = (int(W.shape[0]), int(W.shape[1]))
-    W = jnp.asarray(W, dtype=jnp.float32)  # one copy on the device, shared by every setting (a memmap is read once)
+    specs = check_specs(specs, shape, name)
+    W = jnp.asarray(W, dtype=jnp.float32)  # one copy on the device, shared by every spec (a memmap is read once)
     s_fp = np.asarray(spectra.singular_values(W), np.float64)
     fp = spectra.summarize_spectrum(s_fp, shape)
-    rows, spectra_q = [], []
+    rows, spectra_q, spectra_pred = [], [], []
     base_key = jax.random.key(seed)
-    for i, st in enumerate(settings):
+    for i, spec in enumerate(specs):
         if progress is not None:
-            progress(st)
-        key = jax.random.fold_in(base_key, i) if st.rounding == "stochastic" else None
-        q = quant.quantize(W, st.bits, granularity=st.granularity, group_size=st.group_size,
-                           rounding=st.rounding, key=key)
+            progress(spec)
+        q = quant.quantize(W, spec, key=jax.random.fold_in(base_key, i))
         s_q = np.asarray(spectra.singular_values(q.dequantized), np.float64)
+        pred = rmt.predict_from_result(s_fp, *shape, q)
         spectra_q.append(s_q)
-        summary = spectra.summarize_spectrum(s_q, shape)
-        fields = spectral_fields(summary)
+        spectra_pred.append(np.asarray(pred.sigma, np.float64))
+        fields = spectral_fields(spectra.summarize_spectrum(s_q, shape))
         rows.append({
-            "bits": st.bits,
-            "granularity": st.granularity_label,
-            "rounding": st.rounding,
+            "spec": spec.label,
+            "format": spec.format,
+            "bits": spec.bits,
+            "granularity": spec.granularity_label,
+            "rounding": spec.rounding,
             **{k: fields[k] for k in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent",
                                       "rank_window", "esd_alpha", "sigma_max", "sigma_min")},
-            "rel_error": q.rel_error,
-            "zero_fraction": q.zero_fraction,
-            "noise_var_model": q.noise_var_model,
-            "noise_var_measured": q.noise_var_measured,
-            "bussgang_gain": q.bussgang_gain,
-            "regime": q.regime,
-            **_prediction(s_fp, s_q, shape, q),
+            **{k: v for k, v in q.stats().items() if k != "error_mean"},
+            **prediction_fields(pred, s_q),
             "reasons": fields["reasons"],
         })
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
     if keep_spectra:
-        report["spectra"] = {"fp": s_fp, "quantized": spectra_q}
+        report["spectra"] = {"fp": s_fp, "quantized": spectra_q, "predicted": spectra_pred}
     return report
 
 
-def settings_grid(bits: Sequence[int], granularities: Sequence[str], roundings: Sequence[str]) -> list[Setting]:
-    """Every combination of bit width × granularity (``tensor``, ``row``, ``column``, ``groupN``) × rounding."""
+def spec_grid(bits: Sequence[int], granularities: Sequence[str], roundings: Sequence[str]) -> list[QuantSpec]:
+    """Every ``int`` spec of bit width × granularity (``tensor``, ``row``, ``column``, ``groupN``) × rounding."""
     out = []
     for b in bits:
         for g in granularities:
             gran, size = parse_granularity(g)
             for r in roundings:
-                out.append(Setting(int(b), gran, size, r))
+                out.append(QuantSpec(bits=int(b), granularity=gran, group_size=size, rounding=r))
     return out

@@ -1,15 +1,17 @@
 """The ``zipfrmt`` command: spectral flattening of quantized embeddings.
 
     zipfrmt report  [--V 8192] [--d 512] [--exponent 0.5] [quantization options]
-    zipfrmt analyze FILE --tensor NAME [--bits 8,6,4,3,2] [--granularity tensor,row,column,group32]
-                    [--rounding nearest] [--json OUT.json] [--plot OUT.png] [--transpose]
+    zipfrmt analyze FILE --tensor NAME [--quant int4-row,int3-group32,nf4,fp8_e4m3,mxfp4,...]
+                    [--bits 8,6,4,3,2 --granularity tensor,row,column,group32 --rounding nearest]
+                    [--json OUT.json] [--plot OUT.png] [--transpose]
     zipfrmt verify  [--scale quick|full] [--json OUT.json]
     zipfrmt list    FILE
     zipfrmt reproduce [--scale quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
 
 ``report`` analyses a synthetic power-law matrix (σ_k = k^(-a), Haar singular vectors); ``analyze`` a real one
-from a checkpoint. Both quantize at each bit width × granularity × rounding and print the spectral measures of
-the quantized matrix beside the random-matrix prediction, the noise statistics and the regime.
+from a checkpoint. Both quantize at each spec (``--quant``, or the grid ``--bits`` × ``--granularity`` ×
+``--rounding`` of integer specs) and print the spectral measures of the quantized matrix beside the
+random-matrix prediction, the noise statistics and the regime.
 """
 
 from __future__ import annotations
@@ -52,16 +54,14 @@ def _fmt(x: Any, width: int = 9) -> str:
 def print_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], out: Any = None) -> None:
     """Prints ``rows`` as an aligned table; ``columns`` are (key, header) pairs."""
     out = out or sys.stdout
-    widths = [max(9, len(h)) for _, h in columns]
+    widths = [max(9, len(h), *(len(str(r.get(k))) for r in rows if isinstance(r.get(k), str))) for k, h in columns]
     print("  ".join(f"{h:>{w}}" for (_, h), w in zip(columns, widths, strict=True)), file=out)
     for row in rows:
         print("  ".join(_fmt(row.get(k), w) for (k, _), w in zip(columns, widths, strict=True)), file=out)
 
 
 TABLE_COLUMNS = (
-    ("bits", "bits"),
-    ("granularity", "granularity"),
-    ("rounding", "rounding"),
+    ("spec", "spec"),
     ("stable_rank", "stable_rank"),
     ("predicted_stable_rank", "predicted"),
     ("effective_rank", "eff_rank"),
@@ -103,8 +103,9 @@ def print_analysis(report: dict[str, Any], out: Any = None) -> None:
     print_table(rows, TABLE_COLUMNS, out)
     print("k* = singular values above the noise floor s(sqrt(V)+sqrt(d)); 'predicted' and 'k*_pred' come from the "
           "full-precision spectrum alone (additive model in the widrow regime, Bussgang model in dead-zone).\n"
-          "regime: 'widrow' = measured noise variance within 5% of the uniform model mean(step^2)/12 and Bussgang "
-          "gain within 0.02 of 1; 'dead-zone' = the additive model does not hold.", file=out)
+          "regime: 'widrow' = measured noise variance within 5% of the format's model (uniform grid: mean(step^2)/12; "
+          "fp8/nf4/mxfp4/nvfp4: Bennett's cell widths) and Bussgang gain within 0.02 of 1; 'dead-zone' = the "
+          "additive model does not hold.", file=out)
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -113,15 +114,75 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="setting", file=sys.stderr, leave=False)
 
 
-def _run_analysis(W: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
+def specs_from_args(args: argparse.Namespace) -> list[Any]:
+    """The specs of ``--quant``, or of the shorthand grid ``--bits`` × ``--granularity`` × ``--rounding``.
+
+    Both forms together are an error (which one would win is not obvious). Spec text is checked here, before
+    any file is read; shapes are checked against the matrix before anything is computed.
+    """
+    from zipfrmt import analyze
+    from zipfrmt.quant import QuantSpec
+
+    shorthand = {"--bits": args.bits, "--granularity": args.granularity, "--rounding": args.rounding}
+    given = [k for k, v in shorthand.items() if v is not None]
+    if args.quant is not None:
+        if given:
+            raise ValueError(f"--quant: give either --quant or the shorthand {'/'.join(shorthand)}, not both "
+                             f"(got --quant and {', '.join(given)})")
+        texts = parse_list(args.quant)
+        if not texts:
+            raise ValueError(f"--quant: expected comma-separated specs such as int4-row,nf4, got {args.quant!r}")
+        specs = []
+        for t in texts:
+            try:
+                specs.append(QuantSpec.parse(t))
+            except ValueError as exc:
+                raise ValueError(f"--quant: {exc}") from None
+        return specs
+    bits = parse_int_list(args.bits or "8,6,4,3,2", "--bits")
+    grans = parse_list(args.granularity or args.default_granularity)
+    for g in grans:
+        try:
+            analyze.parse_granularity(g)
+        except ValueError as exc:
+            raise ValueError(f"--granularity: {exc}") from None
+    roundings = parse_list(args.rounding or "nearest")
+    try:
+        return analyze.spec_grid(bits, grans, roundings)
+    except ValueError as exc:
+        raise ValueError(f"--bits/--granularity/--rounding: {exc}") from None
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--json``/``--plot`` must be writable files of a known kind, checked before any work."""
+    from pathlib import Path
+
+    for opt, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is None:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"{opt}: expected a file to write, got the folder {path!r}")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise ValueError(f"{opt}: the folder of {path!r} does not exist")
+        import os
+
+        if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise ValueError(f"{opt}: {path!r} is not writable")
+    if args.plot is not None:
+        from zipfrmt import plots
+
+        plots.check_figure_path(args.plot, "--plot")
+
+
+def _run_analysis(W: Any, name: str, specs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
     from zipfrmt import analyze
 
-    bits = parse_int_list(args.bits, "--bits")
-    settings = analyze.settings_grid(bits, parse_list(args.granularity), parse_list(args.rounding))
-    with _progress(len(settings), "quantizing") as bar:
+    with _progress(len(specs), "quantizing") as bar:
         report = analyze.analyze_matrix(
-            W, settings, name=name, seed=args.seed, keep_spectra=bool(args.plot),
-            progress=lambda st: (bar.set_postfix_str(f"int{st.bits} {st.granularity_label}"), bar.update()),
+            W, specs, name=name, seed=args.seed, keep_spectra=bool(args.plot),
+            progress=lambda spec: (bar.set_postfix_str(spec.label), bar.update()),
         )
     print_analysis(report)
     spectra_arrays = report.pop("spectra", None)
@@ -137,13 +198,6 @@ def _run_analysis(W: Any, name: str, args: argparse.Namespace) -> dict[str, Any]
     return report
 
 
-def _check_granularities(text: str) -> None:
-    from zipfrmt import analyze
-
-    for g in parse_list(text):
-        analyze.parse_granularity(g)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     import jax
 
@@ -153,29 +207,46 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"--V/--d: expected sizes >= 2, got V={args.V}, d={args.d}")
     if args.exponent <= 0:
         raise ValueError(f"--exponent: expected a positive rank-decay exponent a, got {args.exponent}")
-    _check_granularities(args.granularity)
+    specs = specs_from_args(args)
+    check_outputs(args)
     print(f"zipfrmt report: synthetic matrix with sigma_k = k^(-{args.exponent:g}) and Haar singular vectors "
           f"(seed {args.seed}); the ESD exponent this implies is alpha = 1 + 1/(2a) = "
           f"{1 + 1 / (2 * args.exponent):.3f}")
     W = embeddings.power_law_matrix(jax.random.key(args.seed), args.V, args.d, args.exponent)
-    _run_analysis(W, f"power-law matrix (a={args.exponent:g})", args)
+    _run_analysis(W, f"power-law matrix (a={args.exponent:g})", _checked(specs, W, "--quant"), args)
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from zipfrmt import embeddings
+    from zipfrmt import checkpoints
 
-    _check_granularities(args.granularity)
-    W = embeddings.load_matrix(args.file, tensor=args.tensor, transpose=args.transpose)
-    _run_analysis(W, args.tensor or str(args.file), args)
+    specs = specs_from_args(args)
+    check_outputs(args)
+    W = checkpoints.load_matrix(args.file, tensor=args.tensor, transpose=args.transpose)
+    _run_analysis(W, args.tensor or str(args.file), _checked(specs, W, "--quant"), args)
     return 0
 
 
+def _checked(specs: list[Any], W: Any, opt: str) -> list[Any]:
+    from zipfrmt import analyze
+
+    try:
+        return analyze.check_specs(specs, tuple(W.shape), "the matrix")
+    except ValueError as exc:
+        raise ValueError(f"{opt}: {exc}") from None
+
+
 def _add_quant_options(p: argparse.ArgumentParser, granularity: str) -> None:
-    p.add_argument("--bits", default="8,6,4,3,2", help="comma-separated bit widths (default 8,6,4,3,2)")
-    p.add_argument("--granularity", default=granularity,
-                   help=f"comma-separated: tensor, row, column, groupN (default {granularity})")
-    p.add_argument("--rounding", default="nearest", help="comma-separated: nearest, stochastic (default nearest)")
+    p.add_argument("--quant", default=None, metavar="SPECS",
+                   help="comma-separated quantization specs: int<b>-<tensor|row|column|groupN>[-stochastic], "
+                        "fp8_e4m3, fp8_e5m2, nf4, mxfp4, nvfp4 (e.g. int4-row,int3-group32,nf4,mxfp4); "
+                        "or use the shorthand --bits/--granularity/--rounding")
+    p.add_argument("--bits", default=None, help="shorthand: comma-separated bit widths (default 8,6,4,3,2)")
+    p.add_argument("--granularity", default=None,
+                   help=f"shorthand: comma-separated tensor, row, column, groupN (default {granularity})")
+    p.add_argument("--rounding", default=None,
+                   help="shorthand: comma-separated nearest, stochastic (default nearest)")
+    p.set_defaults(default_granularity=granularity)
     p.add_argument("--seed", type=int, default=0, help="seed of the matrix and of stochastic rounding")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the spectra on log-log axes")
@@ -194,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ana = sub.add_parser("analyze", help="what b-bit quantization does to the spectrum of a real matrix")
     ana.add_argument("file", help="a .safetensors, .npz or .npy file")
-    ana.add_argument("--tensor", default=None, help="tensor name (safetensors) or key (npz); see --list")
+    ana.add_argument("--tensor", default=None, help="tensor name (safetensors) or key (npz); `zipfrmt list FILE` "
+                                                    "shows them")
     ana.add_argument("--transpose", action="store_true", help="the file stores the matrix as d x V")
     _add_quant_options(ana, "tensor,row,column,group32")
     ana.set_defaults(func=cmd_analyze)
@@ -220,14 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--checkpoint", default=None, metavar="FILE",
                      help="a .safetensors/.npz/.npy file for tab_checkpoint (skipped without one)")
     repro.add_argument("--tensor", default=None, metavar="NAME", help="the tensor of --checkpoint to analyse")
+    repro.add_argument("--experiments", default=None, metavar="DIR",
+                       help="the experiments/ folder of a zipfrmt checkout (default: ./experiments, or the one "
+                            "beside the installed package)")
     repro.set_defaults(func=cmd_reproduce)
 
     trn = sub.add_parser("train", help="train a small LM at low precision, with spectral probes of its embedding")
     trn.add_argument("config", metavar="CONFIG_OR_PRESET", help="a preset (tiny, quick, full) or a JSON config file")
+    trn.add_argument("--quant", default=None, metavar="RULES",
+                     help="quantization rules PATTERN=SPEC,...: sites embed, head, linear, act, grad (or a layer "
+                          "path such as linear/blocks/0/mlp/fc), specs such as int4-row, int3-group32-stochastic, "
+                          "nf4, mxfp4, or fp32; e.g. 'embed=int2-row,linear=int4-row,act=int8-row'")
     trn.add_argument("--bits", default=None,
-                     help="weights + embedding + head: fp32, a bit width, or fp8_e4m3/fp8_e5m2/nf4/mxfp4/nvfp4")
-    trn.add_argument("--act-bits", default=None, help="activations (per-token scales): fp32, bits or a format")
-    trn.add_argument("--grad-bits", default=None, help="gradients on the backward pass: fp32, bits or a format")
+                     help="shorthand for linear,embed,head: fp32, a bit width (per tensor) or a spec")
+    trn.add_argument("--act-bits", default=None,
+                     help="shorthand for act: fp32, a bit width (per token) or a spec")
+    trn.add_argument("--grad-bits", default=None,
+                     help="shorthand for grad (the backward pass): fp32, a bit width (per token) or a spec, e.g. "
+                          "int2-row-stochastic")
     trn.add_argument("--granularity", default=None, help="scale groups of --bits: tensor, row, column or groupN")
     trn.add_argument("--rounding", default=None, choices=("nearest", "stochastic"), help="rounding of --bits")
     trn.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
@@ -255,16 +337,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from zipfrmt import embeddings
+    from zipfrmt import checkpoints
 
-    for name, (shape, dtype) in embeddings.list_tensors(args.file).items():
+    for name, (shape, dtype) in checkpoints.list_tensors(args.file).items():
         print(f"{name}\t{list(shape)}\t{dtype}")
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from experiments.reproduce import reproduce
+def experiments_dir(given: str | None) -> Any:
+    """The ``experiments/`` folder of a zipfrmt checkout: ``--experiments`` if given, else ``./experiments``,
+    else the one beside the installed package (an editable install from a clone)."""
+    from pathlib import Path
 
+    import zipfrmt
+
+    candidates = [Path(given)] if given else [Path("experiments"), Path(zipfrmt.__file__).resolve().parents[1] /
+                                              "experiments"]
+    for c in candidates:
+        if (c / "reproduce.py").is_file() and (c / "__init__.py").is_file():
+            return c.resolve()
+    where = given or "./experiments or beside the installed package"
+    raise FileNotFoundError(f"--experiments: no experiments folder (with reproduce.py) at {where}; `zipfrmt "
+                            "reproduce` runs the paper's experiments from a clone of the repository: run it in the "
+                            "clone (pip install -e .), or pass --experiments PATH/TO/experiments")
+
+
+def load_experiments(folder: Any) -> Any:
+    """Imports the ``experiments`` package of ``folder`` (a checkout's), refusing any other of that name."""
+    import importlib
+    from pathlib import Path
+
+    root = str(Path(folder).parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module = importlib.import_module("experiments.reproduce")
+    found = Path(module.__file__).resolve().parent
+    if found != Path(folder).resolve():
+        raise ImportError(f"--experiments: imported 'experiments' from {found}, expected {folder}; another "
+                          "package named 'experiments' shadows the checkout's")
+    return module
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    reproduce = load_experiments(experiments_dir(args.experiments)).reproduce
     reproduce(args.scale, args.only, args.force, results=args.results, paper=args.paper,
               checkpoint=args.checkpoint, tensor=args.tensor)
     return 0
@@ -280,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"zipfrmt {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,8 @@ import numpy as np
 __all__ = [
     "OKABE_ITO",
     "embedding_in_use",
+    "check_figure_path",
+    "collapse_map",
     "last_finite",
     "limiting_density",
     "mitigations",
@@ -89,17 +91,17 @@ _LINESTYLES = {"tensor": "-", "row": "--", "column": ":", "group": "-."}
 
 
 def quantized_spectra(spectra: dict[str, Any], report: dict[str, Any], path: str | Path) -> list[Path]:
-    """Singular values of a matrix and of its quantized versions on log–log axes, one curve per setting.
+    """Singular values of a matrix and of its quantized versions on log–log axes, one curve per spec.
 
-    Colour encodes the bit width, line style the granularity; the predicted noise floor of the lowest bit
-    width is drawn dashed. ``spectra``/``report`` are what :func:`zipfrmt.analyze.analyze_matrix` returns
-    (``keep_spectra=True``).
+    Colour encodes the format and bit width, line style the scale groups; the highest predicted noise floor
+    (the coarsest spec) is drawn dashed. ``spectra``/``report`` are what
+    :func:`zipfrmt.analyze.analyze_matrix` returns (``keep_spectra=True``).
     """
     import matplotlib.pyplot as plt
 
     rows = report["quantized"]
-    bits_order = sorted({r["bits"] for r in rows}, reverse=True)
-    colour = {b: LINE_COLOURS[i % len(LINE_COLOURS)] for i, b in enumerate(bits_order)}
+    kinds = sorted({(r["format"], r["bits"]) for r in rows}, key=lambda fb: (fb[0] != "int", -fb[1], fb[0]))
+    colour = {fb: LINE_COLOURS[i % len(LINE_COLOURS)] for i, fb in enumerate(kinds)}
     with paper_style():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
         s_fp = np.asarray(spectra["fp"])
@@ -109,15 +111,15 @@ def quantized_spectra(spectra: dict[str, Any], report: dict[str, Any], path: str
             s_q = np.asarray(s_q)
             positive = s_q > 0  # exact zeros (rank lost at low bits) end the curve
             style = _LINESTYLES.get(row["granularity"].rstrip("0123456789"), "-")
-            label = f"int{row['bits']} {row['granularity']}" + (" SR" if row["rounding"] == "stochastic" else "")
-            ax.loglog(k[positive], s_q[positive], color=colour[row["bits"]], ls=style, lw=0.9, label=label)
-        lowest = [r for r in rows if r["bits"] == bits_order[-1]]
-        if lowest and lowest[0]["predicted"]["noise_floor"] > 0:
-            floor = lowest[0]["predicted"]["noise_floor"]
-            ax.axhline(floor, color=colour[bits_order[-1]], ls=(0, (4, 2)), lw=0.8)
-            ax.annotate(f"noise floor, int{bits_order[-1]} {lowest[0]['granularity']} (predicted)",
-                        (1, floor), xytext=(2, 2), textcoords="offset points", fontsize=6,
-                        color=colour[bits_order[-1]])
+            ax.loglog(k[positive], s_q[positive], color=colour[(row["format"], row["bits"])], ls=style, lw=0.9,
+                      label=row["spec"])
+        coarsest = max(rows, key=lambda r: r["predicted"]["noise_floor"])
+        floor = coarsest["predicted"]["noise_floor"]
+        if floor > 0:
+            c = colour[(coarsest["format"], coarsest["bits"])]
+            ax.axhline(floor, color=c, ls=(0, (4, 2)), lw=0.8)
+            ax.annotate(f"noise floor, {coarsest['spec']} (predicted)", (1, floor), xytext=(2, 2),
+                        textcoords="offset points", fontsize=6, color=c)
         ax.set_xlabel("rank $k$")
         ax.set_ylabel(r"singular value $\sigma_k$")
         V, d = report["shape"]
@@ -127,6 +129,20 @@ def quantized_spectra(spectra: dict[str, Any], report: dict[str, Any], path: str
         ax.set_ylim(1e-3 * top, 1.5 * top)
         ax.legend(ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=2.4)
         return save(fig, path)
+
+
+def check_figure_path(path: str | Path, name: str = "path") -> Path:
+    """Checks, before any work, that matplotlib can write a figure of ``path``'s type (png, pdf, svg, …)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if fmt not in supported:
+        raise ValueError(f"{name}: cannot draw a figure of type {fmt or '(none)'!r} ({str(path)!r}); expected a file "
+                         f"ending in one of {', '.join('.' + k for k in sorted(supported))}")
+    return path
 
 
 #: How each embedding of ``experiments.fig_zipf_to_powerlaw`` is named in the figure.
@@ -810,4 +826,127 @@ def mitigations(ds: Any, path: str | Path) -> list[Path]:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
                    fontsize=6.5, handlelength=2.2, columnspacing=1.2)
         fig.tight_layout(rect=(0, 0.045, 1, 1), h_pad=0.8, w_pad=0.5)
+        return save(fig, path)
+
+
+_MECHANISM_ORDER = ("forward", "embed", "actgrad", "wgrad", "master", "opt")
+_CONTROL_MARKERS = {"none": "o", "noise": "s", "stochastic": "^", "hadamard": "D", "frozen": "v"}
+
+
+def _mechanism_colours(mechanisms: list[str]) -> dict[str, str]:
+    order = [m for m in _MECHANISM_ORDER if m in mechanisms] + [m for m in mechanisms if m not in _MECHANISM_ORDER]
+    return {m: LINE_COLOURS[i % len(LINE_COLOURS)] for i, m in enumerate(order)}
+
+
+def collapse_map(ds: Any, path: str | Path) -> list[Path]:
+    """The collapse map of ``experiments.fig_collapse_map`` (dims ``run`` × ``step``).
+
+    (a) per corpus, the mean final loss gap to fp32 over seeds for each mechanism × precision (no control, the
+    first learning rate), a cell marked C where a seed collapsed and D where one diverged; (b) dose–response,
+    gap against the fraction of embedding singular values below the noise edge, one point per run, mechanism
+    by colour, controls hollow with their own marker; (c–e) for the failing (mechanism, precision) cells, the
+    loss gap, the embedding's stable-rank ratio and the hidden effective-rank ratio to fp32 over training
+    (mean over seeds), each curve's departure marked.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    lab = {k: np.asarray(ds[k].values) for k in ("corpus", "mechanism", "precision", "control", "lr", "seed")}
+    lab = {k: v.astype(str) if v.dtype.kind in "OUS" else v for k, v in lab.items()}
+    gap = np.asarray(ds["gap"].values, np.float64)
+    status = np.asarray(ds["status"].values).astype(str)
+    mechs = [m for m in _MECHANISM_ORDER if m in set(lab["mechanism"])]
+    colours = _mechanism_colours(mechs)
+    precs = list(dict.fromkeys(lab["precision"][lab["control"] == "none"]))
+    corpora = list(dict.fromkeys(lab["corpus"]))
+    lr0 = lab["lr"][0]
+    steps = np.asarray(ds["step"].values)
+    finite_gaps = gap[np.isfinite(gap)]
+    top = max(0.5, float(np.max(np.abs(finite_gaps))) if finite_gaps.size else 0.5)
+    with paper_style():
+        fig = plt.figure(figsize=(PAGE_WIDTH, 5.2))
+        grid = fig.add_gridspec(2, 3, hspace=0.55, wspace=0.45)
+        maps = grid[0, :2].subgridspec(1, len(corpora), wspace=0.6)
+        for ci, corpus in enumerate(corpora):
+            ax = fig.add_subplot(maps[0, ci])
+            cell = np.full((len(mechs), len(precs)), np.nan)
+            marks = np.full(cell.shape, "", dtype=object)
+            for i, m in enumerate(mechs):
+                for j, p in enumerate(precs):
+                    sel = ((lab["corpus"] == corpus) & (lab["mechanism"] == m) & (lab["precision"] == p)
+                           & (lab["control"] == "none") & (lab["lr"] == lr0))
+                    if not sel.any():
+                        continue
+                    g = gap[sel]
+                    cell[i, j] = np.nanmean(np.where(np.isfinite(g), g, top))
+                    st = set(status[sel])
+                    marks[i, j] = "D" if "diverged" in st else ("C" if "collapsed" in st else "")
+            im = ax.imshow(cell, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -top, top), aspect="auto")
+            for i in range(len(mechs)):
+                for j in range(len(precs)):
+                    if np.isfinite(cell[i, j]):
+                        ax.text(j, i, f"{cell[i, j]:.2f}{marks[i, j]}", ha="center", va="center", fontsize=5.5)
+            ax.set_xticks(range(len(precs)), [p if not p.isdigit() else f"int{p}" for p in precs])
+            ax.set_yticks(range(len(mechs)), mechs)
+            ax.set_title(f"(a) loss gap to fp32, {corpus}" + (f"\n(lr {float(lr0):g}; C collapsed, D diverged)"))
+            ax.spines[:].set_visible(False)
+        fig.colorbar(im, ax=fig.axes[: len(corpora)], shrink=0.8, label="gap (nats)")
+
+        ax = fig.add_subplot(grid[0, 2])
+        dose = np.asarray(ds["below_edge"].values, np.float64)
+        for ctrl, marker in _CONTROL_MARKERS.items():
+            for m in mechs:
+                sel = (lab["mechanism"] == m) & (lab["control"] == ctrl) & np.isfinite(dose)
+                if not sel.any():
+                    continue
+                y = np.where(np.isfinite(gap[sel]), gap[sel], top)
+                ax.scatter(dose[sel], y, s=14, marker=marker, linewidths=0.8,
+                           facecolors=colours[m] if ctrl == "none" else "none", edgecolors=colours[m],
+                           label=m if ctrl == "none" else None)
+        for ctrl, marker in _CONTROL_MARKERS.items():
+            if ctrl != "none" and (lab["control"] == ctrl).any():
+                ax.scatter([], [], marker=marker, facecolors="none", edgecolors="0.3", s=14, label=f"control: {ctrl}")
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_xlabel("embedding σ below the noise edge (fraction)")
+        ax.set_ylabel("final loss gap to fp32 (nats)")
+        ax.set_title("(b) dose–response")
+        ax.legend(loc="upper left", fontsize=5.5, ncol=1)
+
+        failing = []
+        for m in mechs:
+            for p in precs:
+                sel = ((lab["mechanism"] == m) & (lab["precision"] == p) & (lab["control"] == "none")
+                       & (lab["lr"] == lr0))
+                bad = np.any(~(gap[sel] <= 0.1)) or np.any(np.isin(status[sel], ["collapsed", "diverged"]))
+                if sel.any() and bad:
+                    failing.append((m, p, sel))
+        panels = (("(c) loss gap (nats)", lambda s: ds["eval_loss"].values[s] - ds["fp32_eval_loss"].values[s]),
+                  ("(d) embedding $r_s$ / fp32", lambda s: embedding_in_use(ds, "stable_rank").values[s]
+                   / ds["fp32_emb_stable_rank"].values[s]),
+                  ("(e) hidden eff. rank / fp32", lambda s: ds["hidden_effective_rank"].values[s]
+                   / ds["fp32_hidden_effective_rank"].values[s]))
+        styles = ("-", "--", ":", "-.")
+        for k, (title, series) in enumerate(panels):
+            ax = fig.add_subplot(grid[1, k])
+            for n, (m, p, sel) in enumerate(failing[:8]):
+                y = np.asarray(series(sel), np.float64)
+                ok = np.isfinite(y).any(axis=0)
+                if not ok.any():
+                    continue
+                with np.errstate(all="ignore"):
+                    mean = np.nanmean(np.where(np.isfinite(y), y, np.nan)[:, ok], axis=0)
+                ax.plot(steps[ok], mean, color=colours[m], ls=styles[n % len(styles)], marker=".", ms=2.5,
+                        label=f"{m} {p if not p.isdigit() else 'int' + p}")
+                dep = ds["departure_loss" if k == 0 else ("departure_emb" if k == 1 else "departure_hidden")]
+                d = np.asarray(dep.values, np.float64)[sel]
+                d = d[np.isfinite(d)]
+                if d.size:
+                    ax.axvline(float(np.min(d)), color=colours[m], lw=0.5, alpha=0.6)
+            ax.axhline(0.0 if k == 0 else 1.0, color="0.6", lw=0.6)
+            ax.set_xlabel("step")
+            ax.set_title(title)
+            if k == 0 and failing:
+                ax.legend(fontsize=5.5)
+            if not failing:
+                ax.text(0.5, 0.5, "no failing run", transform=ax.transAxes, ha="center", va="center")
         return save(fig, path)

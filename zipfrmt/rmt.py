@@ -1,6 +1,6 @@
 """Random-matrix predictions for a V×d matrix plus noise: Marchenko–Pastur, spiked model, Dozier–Silverstein.
 
-Conventions (DESIGN.md): ``W`` is ``V×d`` with rows = tokens, unnormalised; the noise ``E`` (e.g. the
+Conventions (``docs/conventions.md``): ``W`` is ``V×d`` with rows = tokens, unnormalised; the noise ``E`` (e.g. the
 quantization error ``Q_b(W) − W`` under the Widrow model) has i.i.d. entries of variance ``s² = noise_var``.
 Singular values ``σ_1 ≥ … ≥ σ_r``, ``r = min(V, d)``. The aspect ratio is ``γ = d/V``; every function accepts
 ``d > V`` too.
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Complex, Float, Int
 
-from zipfrmt._validate import check_choice, check_float_array, check_int, check_number, describe
+from zipfrmt.checks import check_choice, check_float_array, check_int, check_number, describe
 from zipfrmt.spectra import RankDecayFit, effective_rank, rank_decay_exponent
 
 __all__ = [
@@ -56,6 +56,9 @@ __all__ = [
     "mp_edges",
     "mp_quantiles",
     "mp_typical_singular_values",
+    "MODELS",
+    "count_above_floor",
+    "predict_from_result",
     "predict_quantized",
     "predict_quantized_bussgang",
     "predict_top_singular_values",
@@ -880,3 +883,64 @@ def predict_quantized_bussgang(
     bulk = check_choice(bulk, "bulk", ("mp", "dozier-silverstein"))
     window = _check_window(rank_window, min(V, d))
     return _predict(s, V, d, s2, g, "bussgang", bulk, window, "predict_quantized_bussgang")
+
+
+#: How :func:`predict_from_result` models the quantized matrix.
+MODELS = ("auto", "additive", "additive-measured", "bussgang")
+
+
+def predict_from_result(
+    sigma: Float[Array, " k"],
+    V: int,
+    d: int,
+    result: Any,
+    *,
+    model: str = "auto",
+    bulk: str = "mp",
+    rank_window: tuple[int, int | None] | None = None,
+) -> QuantizedPrediction:
+    """The spectrum of a quantized matrix predicted from the full-precision spectrum and its noise statistics.
+
+    The one place where a model is chosen for a quantization result, for every caller (``zipfrmt analyze``,
+    the mitigation comparison, the training probes). ``result`` is a :class:`zipfrmt.quant.QuantResult` (any
+    spec: integer or real format) or anything with its ``regime``, ``noise_var_model``,
+    ``noise_var_measured``, ``bussgang_gain`` and ``residual_var``. Models:
+
+    * ``"additive"`` — ``Q = W + E``, E i.i.d. with the format's *model* variance (Widrow's ``mean(Δ²)/12``,
+      Bennett's for the real formats): :func:`predict_quantized`;
+    * ``"additive-measured"`` — the same with the *measured* error variance (for an error confined to part of
+      the matrix, e.g. SpecQuant's quantized residual);
+    * ``"bussgang"`` — ``Q = g·W + D`` with the measured gain g and residual variance ``‖Q − gW‖_F²/(Vd)``:
+      :func:`predict_quantized_bussgang`;
+    * ``"auto"`` (default) — ``additive`` in the ``widrow`` regime (or when ``g ≤ 0``, where the Bussgang
+      signal vanishes), ``bussgang`` in the ``dead-zone`` regime.
+
+    The chosen model is recorded in the prediction's ``model`` field. Other arguments as in
+    :func:`predict_quantized`.
+    """
+    model = check_choice(model, "model", MODELS)
+    for name in ("regime", "noise_var_model", "noise_var_measured", "bussgang_gain", "residual_var"):
+        if not hasattr(result, name):
+            raise TypeError(f"result: expected a zipfrmt.quant.QuantResult (or an object with {name}), "
+                            f"got {describe(result)}")
+    if model == "auto":
+        model = "additive" if result.regime == "widrow" or result.bussgang_gain <= 0 else "bussgang"
+    if model == "bussgang":
+        return predict_quantized_bussgang(sigma, V, d, max(float(result.bussgang_gain), 0.0),
+                                          float(result.residual_var), bulk=bulk, rank_window=rank_window)
+    noise_var = result.noise_var_model if model == "additive" else result.noise_var_measured
+    pred = predict_quantized(sigma, V, d, float(noise_var), bulk=bulk, rank_window=rank_window)
+    return dataclasses.replace(pred, model=model)
+
+
+def count_above_floor(sigma_q: Float[Array, " r"], prediction: QuantizedPrediction) -> int:
+    """The measured truncation index: quantized singular values above the predicted noise floor ``s(√V + √d)``.
+
+    The observable counterpart of ``k* = #{k : g·σ_k > s(Vd)^(1/4)}`` (the spiked map sends θ_c to the bulk
+    edge). With no noise (``s = 0``) it counts the nonzero values.
+    """
+    if not isinstance(prediction, QuantizedPrediction):
+        raise TypeError(f"prediction: expected a rmt.QuantizedPrediction, got {describe(prediction)}")
+    s = np.asarray(check_float_array(sigma_q, "sigma_q", ndim=1), np.float64)
+    floor = prediction.noise_floor if prediction.noise_var > 0 else 0.0
+    return int(np.sum(s > floor))

@@ -1,6 +1,6 @@
 """Singular values and what is measured on them.
 
-Conventions (DESIGN.md, "Conventions"): a matrix ``W`` is ``V×d`` with rows = tokens; its singular values are
+Conventions (``docs/conventions.md``): a matrix ``W`` is ``V×d`` with rows = tokens; its singular values are
 ``σ_1 ≥ … ≥ σ_r``, ``r = min(V, d)``; the eigenvalues of the (unnormalised) Gram matrix are ``λ_i = σ_i²``.
 
 Measures:
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from zipfrmt._validate import check_choice, check_float_array, check_int, check_matrix, describe
+from zipfrmt.checks import check_choice, check_float_array, check_int, check_matrix, describe
 
 __all__ = [
     "EsdFit",

@@ -13,7 +13,6 @@ or whose stored key does not match, is recomputed, never trusted.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -23,9 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import zipfrmt
+from zipfrmt.tables import jsonable
 
 __all__ = ["CacheWarning", "cached", "config_hash", "config_json", "load_cached", "result_path", "run_grid"]
 
@@ -34,25 +32,9 @@ class CacheWarning(UserWarning):
     """A cached result could not be used (unreadable or stale) and is being recomputed."""
 
 
-def _jsonable(x: Any) -> Any:
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: _jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return repr(x)
-    return x
-
-
 def config_json(config: Any) -> str:
     """The canonical JSON form of a config (a dataclass, dict, or nesting of them): sorted keys, no spaces."""
-    return json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"))
+    return json.dumps(jsonable(config), sort_keys=True, separators=(",", ":"))
 
 
 def config_hash(name: str, config: Any) -> str:

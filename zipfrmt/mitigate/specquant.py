@@ -44,7 +44,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from zipfrmt import quant
-from zipfrmt._validate import check_choice, check_float_array, check_int, check_matrix, check_number, describe
+from zipfrmt.checks import check_choice, check_float_array, check_int, check_matrix, check_number, describe
 
 __all__ = [
     "ALPHA_GRID",

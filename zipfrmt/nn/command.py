@@ -1,8 +1,13 @@
 """``zipfrmt train``: build a config from a preset or JSON file plus options, train, print a summary.
 
-    zipfrmt train CONFIG_OR_PRESET [--bits fp32|8|4|nf4|...] [--act-bits ...] [--grad-bits ...]
-                  [--granularity tensor|row|groupN] [--rounding nearest|stochastic] [--steps N] [--seed S]
-                  [--corpus latent|zipf|PATH] [--out DIR] [--no-progress]
+    zipfrmt train CONFIG_OR_PRESET [--quant 'embed=int2-row,linear=int4-row,act=int8-row']
+                  [--bits fp32|8|int4-row|nf4|... [--granularity tensor|row|groupN] [--rounding nearest|stochastic]]
+                  [--act-bits ...] [--grad-bits ...] [--steps N] [--seed S] [--corpus latent|zipf|PATH]
+                  [--out DIR] [--no-progress]
+
+``--quant`` gives the quantization rules (:mod:`zipfrmt.nn.rules`); ``--bits``/``--act-bits``/``--grad-bits``
+are a shorthand for the rules ``linear,embed,head=…``, ``act=…`` and ``grad=…`` (a bare bit width means
+per-tensor weights and per-token activations and gradients), and are applied after ``--quant``'s.
 """
 
 from __future__ import annotations
@@ -10,58 +15,74 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 __all__ = ["config_from_args", "run"]
 
 
-def _spec_from(text: str, granularity: str | None, rounding: str | None) -> Any:
-    from zipfrmt.analyze import parse_granularity
-    from zipfrmt.nn.config import parse_bits
+def _spec_from(text: str, name: str, *, per_token: bool = False, granularity: str | None = None,
+               rounding: str | None = None) -> Any:
+    """The spec of one shorthand option (None for fp32); a bare bit width gets per-token scales if asked."""
+    from zipfrmt.nn.config import parse_precision
+    from zipfrmt.quant import parse_granularity
 
-    spec = parse_bits(text)
+    spec = parse_precision(text, name)
     if spec is None:
         return None
-    if granularity is not None:
-        gran, size = parse_granularity(granularity)
-        spec = dataclasses.replace(spec, granularity=gran, group_size=size)
-    if rounding is not None:
-        spec = dataclasses.replace(spec, rounding=rounding)
+    try:
+        if per_token and str(text).strip().isdigit():
+            spec = spec.replace(granularity="row")
+        if granularity is not None:
+            gran, size = parse_granularity(granularity)
+            spec = spec.replace(granularity=gran, group_size=size)
+        if rounding is not None:
+            spec = spec.replace(rounding=rounding)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
     return spec
+
+
+def _base_config(name: str) -> Any:
+    from zipfrmt.nn.config import PRESETS, config_from_dict
+
+    if name in PRESETS:
+        return PRESETS[name]
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"CONFIG_OR_PRESET: expected a preset ({', '.join(PRESETS)}) or a JSON config "
+                                f"file, got {name!r}")
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"CONFIG_OR_PRESET: '{path}' is not valid JSON ({exc})") from None
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~zipfrmt.nn.config.TrainConfig` the command line describes (validated)."""
-    from zipfrmt.nn.config import PRESETS, config_from_dict, validate
+    from zipfrmt.nn.config import validate
+    from zipfrmt.nn.rules import parse_rules
 
-    name = args.config
-    if name in PRESETS:
-        config = PRESETS[name]
-    else:
-        path = Path(name)
-        if not path.exists():
-            raise FileNotFoundError(f"CONFIG_OR_PRESET: expected a preset ({', '.join(PRESETS)}) or a JSON config "
-                                    f"file, got {name!r}")
-        try:
-            config = config_from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"CONFIG_OR_PRESET: '{path}' is not valid JSON ({exc})") from None
-    kw: dict[str, Any] = {}
+    config = _base_config(args.config)
     if args.bits is None and (args.granularity is not None or args.rounding is not None):
         given = "--granularity" if args.granularity is not None else "--rounding"
         raise ValueError(f"{given}: applies to --bits, which was not given; add --bits (e.g. --bits 4)")
+    rules = list(config.quant)
+    if args.quant is not None:
+        try:
+            rules = list(parse_rules(args.quant))
+        except ValueError as exc:
+            raise ValueError(f"--quant: {exc}") from None
+    shorthand: dict[str, Any] = {}
     if args.bits is not None:
-        spec = _spec_from(args.bits, args.granularity, args.rounding)
-        kw.update(quant_linear=spec, quant_embed=spec, quant_head=spec)
+        spec = _spec_from(args.bits, "--bits", granularity=args.granularity, rounding=args.rounding)
+        shorthand.update(linear=spec, embed=spec, head=spec)
     if args.act_bits is not None:
-        kw["quant_act"] = _spec_from(args.act_bits, None, None)
-        if kw["quant_act"] is not None and kw["quant_act"].format is None:
-            kw["quant_act"] = dataclasses.replace(kw["quant_act"], granularity="row")
+        shorthand["act"] = _spec_from(args.act_bits, "--act-bits", per_token=True)
     if args.grad_bits is not None:
-        g = _spec_from(args.grad_bits, None, None)
-        kw["quant_grad"] = None if g is None else dataclasses.replace(g, granularity="row")
+        shorthand["grad"] = _spec_from(args.grad_bits, "--grad-bits", per_token=True)
+    rules = [(p, s) for p, s in shorthand.items() if s is not None] + [(p, s) for p, s in rules if p not in shorthand]
+    kw: dict[str, Any] = {"quant": tuple(rules)}
     if args.steps is not None:
         kw["steps"] = args.steps
         kw["warmup"] = min(config.warmup, max(args.steps // 10, 0))
@@ -77,19 +98,18 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``zipfrmt train``; returns the exit status (0, or 1 if the run diverged)."""
+    from zipfrmt.nn.history import last
+    from zipfrmt.nn.rules import format_rules
     from zipfrmt.nn.train import train
 
     config = config_from_args(args)
-    bits = config.quant_embed.label if config.quant_embed is not None else "fp32"
-    act = config.quant_act.label if config.quant_act is not None else "fp32"
     print(f"zipfrmt train: {config.model.kind} d={config.model.d_model} layers={config.model.n_layers} "
-          f"V={config.model.vocab_size}, weights+embedding {bits}, activations {act}, {config.steps} steps "
-          f"of {config.batch_size}x{config.context} tokens")
+          f"V={config.model.vocab_size}, quantization {format_rules(config.quant) or 'none (fp32)'}, "
+          f"{config.steps} steps of {config.batch_size}x{config.context} tokens")
     ds = train(config, args.out, progress=not args.no_progress)
-    last = {k: _last(ds, k) for k in ("loss", "eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q",
-                                      "emb_rank_exponent", "emb_k_star_measured", "emb_k_star_predicted",
-                                      "hidden_effective_rank", "hidden_anisotropy")}
-    print("final: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()))
+    keys = ("loss", "eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q", "emb_rank_exponent",
+            "emb_k_star_measured", "emb_k_star_predicted", "hidden_effective_rank", "hidden_anisotropy")
+    print("final: " + ", ".join(f"{k} {last(ds, k):.4g}" for k in keys))
     print(f"status: {ds.attrs['status']}" + (f" ({ds.attrs['reason']})" if ds.attrs["reason"] else "")
           + f"; unigram entropy {ds.attrs['unigram_entropy']:.4f} nats")
     if args.out:
@@ -97,11 +117,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("(no --out: history not written)")
     return 1 if ds.attrs["status"] == "diverged" else 0
-
-
-def _last(ds: Any, name: str) -> float:
-    import numpy as np
-
-    v = ds[name].values
-    v = v[np.isfinite(v)]
-    return float(v[-1]) if v.size else math.nan

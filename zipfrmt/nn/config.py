@@ -1,11 +1,11 @@
 """Configuration of a quantized training run: frozen, hashable dataclasses, presets and validation.
 
 A run is one :class:`TrainConfig`: the model (:class:`ModelConfig`), the data (:class:`DataConfig`), the
-optimiser schedule, and one :class:`QuantSpec` per quantized tensor family — linear weights, the embedding
-table, the output head, the activations entering every linear layer, and the gradients flowing back into
-every linear layer. ``None`` means full precision (float32).
+optimiser schedule, and the quantization **rules** (:mod:`zipfrmt.nn.rules`): which
+:class:`~zipfrmt.quant.QuantSpec` each site — the embedding table, the head, every linear kernel, the
+activations entering and the gradients leaving every linear layer — is quantized with. No rule: float32.
 
-Every config is ``dataclasses.asdict``-able to JSON and back (:func:`config_to_json`, :func:`config_from_json`)
+Every config is JSON-able and back (:func:`config_to_json`, :func:`config_from_json`; specs as their text)
 and hashable, so the experiments layer can key caches on it. :func:`validate` checks a whole config at the
 public boundary, before any work starts, with errors that name the field, the value and the expectation.
 """
@@ -16,60 +16,23 @@ import dataclasses
 import json
 from typing import Any
 
-from zipfrmt import quant
-from zipfrmt._validate import check_choice, check_int, check_number, describe
+from zipfrmt.checks import check_choice, check_int, check_number, describe
+from zipfrmt.nn.controls import CONTROLS
+from zipfrmt.nn.rules import FULL_PRECISION, Rules, check_rules, matches, param_sites, parse_rules
+from zipfrmt.quant import QuantSpec
 
 __all__ = [
     "DataConfig",
     "ModelConfig",
     "PRESETS",
-    "QuantSpec",
     "TrainConfig",
     "config_from_json",
     "config_to_json",
+    "parse_precision",
     "validate",
     "with_bits",
+    "with_quant",
 ]
-
-#: Real low-precision formats, quantized through Qwix (see :data:`zipfrmt.quant.FORMATS`).
-FORMATS = tuple(quant.FORMATS)
-
-
-@dataclasses.dataclass(frozen=True)
-class QuantSpec:
-    """How one tensor family is quantized in the forward (or backward) pass.
-
-    Exactly one of ``bits`` (the package's uniform quantizer, :func:`zipfrmt.quant.fake_quant`, with a
-    straight-through gradient) or ``format`` (``fp8_e4m3``, ``fp8_e5m2``, ``nf4``, ``mxfp4``, ``nvfp4`` through
-    Qwix, also straight-through) is set. Scale groups follow the rows = tokens convention: for the embedding
-    table and the tied head a row is a token; for a linear kernel a row is an *output channel* (groups run
-    along the contraction axis); for activations a row is a token position (``row`` = per-token scales).
-
-    Attributes:
-      bits: 1…16 for the uniform quantizer, else None.
-      format: a Qwix format name, else None.
-      scheme: ``symmetric`` or ``asymmetric`` (uniform quantizer only).
-      granularity: ``tensor``, ``row``, ``column`` or ``group``.
-      group_size: block length for ``group``.
-      rounding: ``nearest`` or ``stochastic`` (a fresh key per step and per layer, folded from the run seed).
-      clip: ``absmax``, ``percentile`` or ``mse``.
-    """
-
-    bits: int | None = None
-    format: str | None = None
-    scheme: str = "symmetric"
-    granularity: str = "tensor"
-    group_size: int | None = None
-    rounding: str = "nearest"
-    clip: str = "absmax"
-
-    @property
-    def label(self) -> str:
-        """``int4-row``, ``int3-group32-stochastic``, ``nf4-row``… (:attr:`zipfrmt.quant.QuantConfig.label`)."""
-        label = quant.QuantConfig(bits=self.bits if self.bits is not None else 4, scheme=self.scheme,
-                                  granularity=self.granularity, group_size=self.group_size, clip=self.clip,
-                                  rounding=self.rounding).label
-        return label if self.bits is not None else f"{self.format}{label.removeprefix('int4')}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,18 +98,27 @@ class TrainConfig:
     are a pure function of ``(seed, step)``.
 
     Probes every ``probe_every`` steps (and at the last step), evaluation every ``eval_every`` steps on
-    ``eval_batches`` fixed batches of held-out windows, Orbax checkpoints every ``checkpoint_every`` steps
-    (when an output directory is given).
+    ``eval_windows`` fixed non-overlapping held-out windows (``None``: every window of the held-out stream, up to
+    4096), Orbax checkpoints every ``checkpoint_every`` steps (when an output directory is given). The hidden
+    states the probes read are those of the first ``eval_batches · batch_size`` windows.
 
     Divergence stops the run: a non-finite loss or gradient, or a training loss above ``blowup_factor · ln V``
     (three times the loss of a uniform guess by default). Collapse is recorded, not stopped on (see
-    :mod:`zipfrmt.nn.train`): ``collapse_fraction`` is the fraction of the full-precision reference's effective
-    rank under which a quantized run counts as collapsed, ``unigram_margin`` (nats) how close to the unigram
-    entropy the final held-out loss must be to count as "stuck at unigram statistics".
+    :mod:`zipfrmt.nn.collapse`): ``collapse_fraction`` is the fraction of the full-precision reference's
+    hidden-state effective rank under which a quantized run counts as collapsed, ``unigram_margin`` (nats) how
+    close to the training unigram's cross-entropy on the same windows the final held-out loss must be to count
+    as "stuck at unigram statistics".
 
-    Quantization: one :class:`QuantSpec` per family, ``None`` = float32 — except ``quant_head`` of a tied head,
-    which is the embedding table itself: there ``None`` means "as ``quant_embed``" (the head multiplies by the
-    same quantized table the lookup reads). ``quant_act`` must be per token (``row``) or per ``group``.
+    Mechanisms and controls of the collapse experiment: ``quant`` rules on ``wgrad/…``, ``master/…`` and
+    ``opt/…`` sites (:mod:`zipfrmt.nn.mechanisms`); ``control`` (:mod:`zipfrmt.nn.controls`: ``none``,
+    ``noise``, ``stochastic``, ``hadamard``) applied at every quantized site; ``freeze``, weights (``embed``,
+    ``pos``, ``head``, ``linear/<layer>`` patterns) that are never updated.
+
+    Quantization: ``quant`` holds the rules (``(pattern, spec)`` pairs, first match wins; see
+    :mod:`zipfrmt.nn.rules`), e.g. ``parse_rules("embed=int2-row,linear=int4-row,act=int8-row")``. A tied
+    head no rule names follows ``embed``; activation scales must be per token (``row``) or per ``group``.
+    Integer specs go through :func:`zipfrmt.quant.fake_quant` with a clipped straight-through gradient; real
+    formats through Qwix, also straight-through.
     """
 
     model: ModelConfig = ModelConfig()
@@ -161,14 +133,13 @@ class TrainConfig:
     b1: float = 0.9
     b2: float = 0.95
     grad_clip: float = 1.0
-    quant_linear: QuantSpec | None = None
-    quant_embed: QuantSpec | None = None
-    quant_head: QuantSpec | None = None
-    quant_act: QuantSpec | None = None
-    quant_grad: QuantSpec | None = None
+    quant: Rules = ()
+    control: str = "none"
+    freeze: tuple[str, ...] = ()
     probe_every: int = 50
     eval_every: int = 50
     eval_batches: int = 4
+    eval_windows: int | None = None
     checkpoint_every: int = 100
     seed: int = 0
     blowup_factor: float = 3.0
@@ -182,16 +153,15 @@ class TrainConfig:
 
 
 def config_to_json(config: TrainConfig) -> str:
-    """The config as canonical JSON (sorted keys): equal configs give equal strings."""
-    return json.dumps(dataclasses.asdict(config), sort_keys=True)
-
-
-def _spec(d: Any) -> QuantSpec | None:
-    return None if d is None else QuantSpec(**d)
+    """The config as canonical JSON (sorted keys; rules as ``[pattern, spec text or null]``): equal configs give
+    equal strings."""
+    d = dataclasses.asdict(config)
+    d["quant"] = [[p, None if spec is None else spec.label] for p, spec in config.quant]
+    return json.dumps(d, sort_keys=True)
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Inverse of ``dataclasses.asdict`` for a :class:`TrainConfig` (unknown keys are an error)."""
+    """Inverse of :func:`config_to_json` after ``json.loads`` (unknown keys are an error)."""
     d = dict(d)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(d) - names
@@ -201,9 +171,10 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
         d["model"] = ModelConfig(**d["model"])
     if "data" in d:
         d["data"] = DataConfig(**d["data"])
-    for k in ("quant_linear", "quant_embed", "quant_head", "quant_act", "quant_grad"):
-        if k in d:
-            d[k] = _spec(d[k])
+    if "quant" in d:
+        d["quant"] = parse_rules(d["quant"])
+    if "freeze" in d:
+        d["freeze"] = tuple(d["freeze"])
     return TrainConfig(**d)
 
 
@@ -217,56 +188,11 @@ def config_from_json(text: str) -> TrainConfig:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _validate_spec(spec: Any, name: str) -> None:
-    if spec is None:
-        return
-    if not isinstance(spec, QuantSpec):
-        raise TypeError(f"{name}: expected a QuantSpec or None, got {describe(spec)}")
-    if (spec.bits is None) == (spec.format is None):
-        raise ValueError(f"{name}: expected exactly one of bits or format, got bits={spec.bits!r}, "
-                         f"format={spec.format!r}")
-    if spec.bits is not None:
-        check_int(spec.bits, f"{name}.bits", lo=1, hi=16)
-        check_choice(spec.scheme, f"{name}.scheme", quant.SCHEMES)
-        check_choice(spec.clip, f"{name}.clip", quant.CLIPS)
-        if spec.bits == 1 and (spec.scheme != "symmetric" or spec.rounding != "nearest"):
-            raise ValueError(f"{name}: the 1-bit sign quantizer is symmetric with nearest rounding, got "
-                             f"scheme={spec.scheme!r}, rounding={spec.rounding!r}")
-    else:
-        check_choice(spec.format, f"{name}.format", FORMATS)
-        if spec.rounding != "nearest":
-            raise ValueError(f"{name}.rounding: Qwix formats use nearest rounding here, got {spec.rounding!r}")
-        if (spec.scheme, spec.clip) != ("symmetric", "absmax"):
-            raise ValueError(f"{name}: Qwix formats use their own symmetric absmax scales; scheme and clip must be "
-                             f"'symmetric' and 'absmax', got scheme={spec.scheme!r}, clip={spec.clip!r}")
-    check_choice(spec.granularity, f"{name}.granularity", quant.GRANULARITIES)
-    check_choice(spec.rounding, f"{name}.rounding", quant.ROUNDINGS)
-    if spec.granularity == "group":
-        check_int(spec.group_size, f"{name}.group_size", lo=1)
-    elif spec.group_size is not None:
-        raise ValueError(f"{name}.group_size: only used with granularity='group', got {spec.group_size!r}")
-
-
-def _check_group(spec: QuantSpec | None, name: str, widths: dict[str, int]) -> None:
-    """Group sizes must divide the rows they tile (Qwix needs it; padding would make the probes ambiguous)."""
-    if spec is None:
-        return
-    if spec.format in ("mxfp4", "nvfp4"):
-        block = quant.FORMATS[spec.format][1]
-        for what, w in widths.items():
-            if w % block:
-                raise ValueError(f"{name}.format: {spec.format} needs {what} = {w} to be a multiple of {block}")
-    if spec.granularity == "group":
-        for what, w in widths.items():
-            if w % spec.group_size:
-                raise ValueError(f"{name}.group_size: expected a divisor of {what} = {w}, got {spec.group_size}")
-
-
 def validate(config: Any) -> TrainConfig:
     """Checks a whole :class:`TrainConfig` and returns it; raises before any work starts.
 
-    Raises ValueError/TypeError naming the field, e.g. ``quant_embed.bits: expected an integer in [1, 16],
-    got 0``, ``model.d_model: expected a multiple of n_heads = 3, got 64``.
+    Raises ValueError/TypeError naming the field, e.g. ``model.d_model: expected a multiple of n_heads = 3,
+    got 64`` or ``quant: site linear/blocks/0/mlp/fc: spec 'int4-group48' needs a group size that divides …``.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected a TrainConfig, got {describe(config)}")
@@ -311,31 +237,17 @@ def validate(config: Any) -> TrainConfig:
     check_number(config.blowup_factor, "blowup_factor", lo=1.0, lo_open=True)
     check_number(config.collapse_fraction, "collapse_fraction", lo=0.0, hi=1.0)
     check_number(config.unigram_margin, "unigram_margin", lo=0.0)
-    check_act_spec(config.quant_act, "quant_act")
-    for k in ("quant_linear", "quant_embed", "quant_head", "quant_act", "quant_grad"):
-        _validate_spec(getattr(config, k), k)
-    d = m.d_model
-    _check_group(config.quant_embed, "quant_embed", {"d_model": d})
-    _check_group(config.quant_head, "quant_head", {"d_model": d})
-    _check_group(config.quant_linear, "quant_linear",
-                 {"d_model": d, "d_ff": m.ff_dim} if m.kind == "transformer" else {"d_model": d})
-    _check_group(config.quant_act, "quant_act",
-                 {"d_model": d, "d_ff": m.ff_dim} if m.kind == "transformer" else {"d_model": d})
+    if config.eval_windows is not None:
+        check_int(config.eval_windows, "eval_windows", lo=1)
+    check_rules(config.quant, m, "quant")
+    check_choice(config.control, "control", CONTROLS)
+    if not isinstance(config.freeze, tuple) or not all(isinstance(p, str) for p in config.freeze):
+        raise TypeError(f"freeze: expected a tuple of weight patterns (e.g. ('embed',)), got {describe(config.freeze)}")
+    names = param_sites(m)
+    for p in config.freeze:
+        if not any(matches(p, n) for n in names):
+            raise ValueError(f"freeze: pattern {p!r} matches no weight; weights are {', '.join(names)}")
     return config
-
-
-def check_act_spec(spec: QuantSpec | None, name: str) -> None:
-    """Activation scales must be per token (``row``) or per block of a token's features (``group``).
-
-    A scale shared across tokens (``tensor``/``column``) lets later tokens, and other sequences of the batch,
-    change earlier positions' outputs: a causal leak, and evaluation results that depend on batching.
-    """
-    if spec is not None and spec.format not in ("mxfp4", "nvfp4") and spec.granularity not in ("row", "group"):
-        raise ValueError(
-            f"{name}.granularity: expected 'row' (per token) or 'group' (blocks of a token's features), got "
-            f"{spec.granularity!r}; a scale shared across tokens would let later tokens and other sequences of "
-            "the batch change earlier positions' outputs (a causal leak)"
-        )
 
 
 def check_data_length(config: TrainConfig, n_train: int, n_eval: int) -> None:
@@ -353,18 +265,21 @@ def check_data_length(config: TrainConfig, n_train: int, n_eval: int) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def parse_bits(text: str) -> QuantSpec | None:
-    """``"fp32"`` → None; ``"4"`` → int4 per tensor; ``"nf4"`` → Qwix nf4 per row."""
+def parse_precision(text: str, name: str = "bits") -> QuantSpec | None:
+    """``"fp32"`` → None; ``"4"`` → ``int4-tensor``; any spec text (``"int4-row"``, ``"nf4"``) → that spec."""
     text = str(text).strip().lower()
-    if text in ("fp32", "32", "none", "float32"):
+    if text in (*FULL_PRECISION, "32"):
         return None
-    if text.isdigit():
-        bits = int(text)
-        check_int(bits, "bits", lo=1, hi=16)
-        return QuantSpec(bits=bits)
-    if text in FORMATS:
-        return QuantSpec(format=text, granularity="row")
-    raise ValueError(f"bits: expected fp32, an integer 1..16 or one of {', '.join(FORMATS)}, got {text!r}")
+    try:
+        return QuantSpec(bits=int(text)) if text.isdigit() else QuantSpec.parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected fp32, a bit width 1..16 or a spec (int4-row, nf4, mxfp4 …): "
+                         f"{exc}") from None
+
+
+def with_quant(config: TrainConfig, rules: str | Rules | None) -> TrainConfig:
+    """``config`` with its quantization rules replaced (text, pairs, or None for full precision)."""
+    return dataclasses.replace(config, quant=parse_rules(rules))
 
 
 def with_bits(
@@ -374,16 +289,19 @@ def with_bits(
     act: QuantSpec | None | str = "keep",
     grad: QuantSpec | None | str = "keep",
 ) -> TrainConfig:
-    """``config`` with weights, embedding and head all quantized by ``bits`` (None = full precision).
+    """``config`` with the weights — every linear kernel, the embedding and the head — quantized by ``bits``
+    (None = full precision), and, unless ``"keep"``, the activations by ``act`` and the gradients by ``grad``.
 
-    ``act``/``grad``: a spec, None, or ``"keep"`` to leave the config's own.
+    A shorthand for the rules ``linear=…, embed=…, head=…, act=…, grad=…``; rules for other sites are kept.
     """
-    kw: dict[str, Any] = {"quant_linear": bits, "quant_embed": bits, "quant_head": bits}
+    families = {"linear": bits, "embed": bits, "head": bits}
     if act != "keep":
-        kw["quant_act"] = act
+        families["act"] = act
     if grad != "keep":
-        kw["quant_grad"] = grad
-    return dataclasses.replace(config, **kw)
+        families["grad"] = grad
+    kept = tuple((p, s) for p, s in config.quant if p not in families)
+    new = tuple((p, s) for p, s in families.items() if s is not None)
+    return dataclasses.replace(config, quant=new + kept)
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -20,7 +20,7 @@ from jaxtyping import Array, Float, Int, Int32
 from zipfrmt import corpus
 from zipfrmt.nn.config import DataConfig, TrainConfig, check_data_length
 
-__all__ = ["TokenData", "batch_at", "eval_windows", "load_tokens", "unigram_entropy"]
+__all__ = ["TokenData", "batch_at", "eval_windows", "load_tokens", "unigram_cross_entropy", "unigram_entropy"]
 
 
 class TokenData(NamedTuple):
@@ -76,6 +76,19 @@ def load_tokens(config: TrainConfig) -> TokenData:
     train, held = toks[: toks.size - n_eval], toks[toks.size - n_eval :]
     check_data_length(config, train.size, held.size)
     return TokenData(train, held, unigram_entropy(train, V), desc)
+
+
+def unigram_cross_entropy(train: Int[np.ndarray, " N"], windows: Int[np.ndarray, "n Lp1"], V: int) -> float:
+    """Cross-entropy (nats per token) on the targets of ``windows`` of the training stream's unigram law, the
+    loss of a model that learned token frequencies and nothing else, on the very tokens a run is evaluated on.
+
+    The unigram law is add-½ smoothed (Krichevsky–Trofimov), ``p_k = (c_k + ½)/(N + V/2)``, so a held-out token
+    never seen in training costs a finite ``−ln p_k``.
+    """
+    counts = np.bincount(np.asarray(train), minlength=V).astype(np.float64)
+    logp = np.log((counts + 0.5) / (counts.sum() + 0.5 * V))
+    targets = np.asarray(windows)[:, 1:].reshape(-1)
+    return float(-logp[targets].mean())
 
 
 def batch_at(

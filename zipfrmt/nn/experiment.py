@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,56 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from zipfrmt.nn.config import PRESETS, DataConfig, QuantSpec, TrainConfig, with_bits
-from zipfrmt.nn.train import collapse_verdict, train
+from zipfrmt import sweep
+from zipfrmt.nn.collapse import collapse_verdict
+from zipfrmt.nn.config import PRESETS, DataConfig, TrainConfig, config_to_json, with_bits
+from zipfrmt.nn.history import HISTORY_FILE, last, read_history
+from zipfrmt.nn.train import train
+from zipfrmt.quant import QuantSpec
+from zipfrmt.tables import markdown_table
 
-__all__ = ["bits_settings", "granularity_settings", "run_experiment", "summarize", "summary_table"]
+__all__ = ["bits_settings", "granularity_settings", "run_dir", "run_experiment", "summarize", "summary_table",
+           "train_cached"]
+
+
+def run_dir(root: str | Path, config: TrainConfig, extra: dict[str, Any] | None = None) -> Path:
+    """Where the run of ``config`` lives under a results root: ``root/runs/KEY``.
+
+    ``KEY`` hashes the config (and ``extra``: anything else that changes the run, such as an S2D transform's
+    settings) with the package version, so every experiment that trains the same config shares one run.
+    """
+    key = {"train": config_to_json(config), **(extra or {})}
+    return Path(root) / "runs" / sweep.config_hash("train", key)
+
+
+def train_cached(
+    config: TrainConfig,
+    root: str | Path,
+    *,
+    reference: xr.Dataset | None = None,
+    extra_transform: Any = None,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> xr.Dataset:
+    """The history of the run of ``config`` under ``root`` (:func:`run_dir`): read back when it has finished,
+    else trained — resumed from its last checkpoint if it was interrupted.
+
+    ``reference`` (the fp32 run of the same setting) re-judges a finished run for collapse
+    (:func:`zipfrmt.nn.collapse_verdict`) without restoring anything; ``extra_transform``/``extra`` as in
+    :func:`zipfrmt.nn.train` and :func:`run_dir`; ``force`` deletes the run and trains it again.
+    """
+    out = run_dir(root, config, extra)
+    if force:
+        shutil.rmtree(out, ignore_errors=True)
+    if (out / HISTORY_FILE).exists():
+        ds = read_history(out)
+        if ds.attrs["status"] == "ok" and reference is not None:
+            collapsed, why = collapse_verdict(ds, reference, config)
+            if collapsed:
+                ds.attrs["status"], ds.attrs["reason"] = "collapsed", why
+        return ds
+    return train(config, out, progress=progress, extra_transform=extra_transform, reference=reference)
 
 ACT8 = QuantSpec(bits=8, granularity="row")
 
@@ -63,11 +110,6 @@ def corpus_config(base: TrainConfig, corpus: str) -> TrainConfig:
 
 def summarize(ds: xr.Dataset) -> dict[str, Any]:
     """Final values of one run's history (NaN where a probe never ran)."""
-    def last(name: str) -> float:
-        v = ds[name].values
-        v = v[np.isfinite(v)]
-        return float(v[-1]) if v.size else math.nan
-
     def first_probe(name: str) -> float:
         v = ds[name].values
         v = v[np.isfinite(v)]
@@ -77,7 +119,7 @@ def summarize(ds: xr.Dataset) -> dict[str, Any]:
             "emb_effective_rank_q", "emb_rank_exponent", "emb_rank_exponent_q", "emb_esd_alpha",
             "emb_k_star_predicted", "emb_k_star_measured", "emb_widrow", "hidden_effective_rank",
             "hidden_anisotropy")
-    row = {k: last(k) for k in keys}
+    row = {k: last(ds, k) for k in keys}
     row["emb_stable_rank_init"] = first_probe("emb_stable_rank")
     row["status"] = ds.attrs["status"]
     row["reason"] = ds.attrs["reason"]
@@ -135,14 +177,7 @@ COLUMNS = ("corpus", "setting", "seed", "eval_loss", "perplexity", "emb_stable_r
 
 def summary_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
     """A Markdown table of summary rows."""
-    def fmt(x: Any) -> str:
-        if isinstance(x, float):
-            return "nan" if not math.isfinite(x) else f"{x:.4g}"
-        return str(x)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(columns, [[r.get(c) for c in columns] for r in rows])
 
 
 def main() -> None:  # pragma: no cover - the CPU run behind docs/training.md

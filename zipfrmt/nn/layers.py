@@ -5,11 +5,11 @@ Quantization-aware training keeps float32 *master* weights and quantizes them in
     y = Q_a(x / λ) · Q_w(W) + b,
 
 with straight-through gradients ``∂Q(w)/∂w = 1`` (inside the clipping range) so the optimiser updates the
-master weights (Bengio et al. 2013; Jacob et al. 2018). ``Q`` is either the package's uniform quantizer
-(:func:`zipfrmt.quant.fake_quant`, for integer bit widths) or a real format through Qwix
-(``qwix.quantize`` → ``qwix.dequantize``, with ``w + stop_gradient(Q(w) − w)`` as the straight-through
-estimator). λ (``smooth``) is a non-trainable per-input-channel divisor, 1 by default, so SmoothQuant-style
-smoothing ``X̂ = X diag(λ)⁻¹, Ŵ = diag(λ) W`` plugs in by setting λ and replacing the kernel.
+master weights (Bengio et al. 2013; Jacob et al. 2018). ``Q`` is :func:`zipfrmt.quant.fake_quant` of the
+site's :class:`~zipfrmt.quant.QuantSpec` (the uniform quantizer or a real format through Qwix), given to each
+layer by the model's rules (:mod:`zipfrmt.nn.rules`). λ (``smooth``) is a non-trainable per-input-channel
+divisor, 1 by default, so SmoothQuant-style smoothing ``X̂ = X diag(λ)⁻¹, Ŵ = diag(λ) W`` plugs in by setting
+λ and replacing the kernel.
 
 Optionally the gradient flowing back into each linear layer, ``∂L/∂y``, is quantized too (the package's
 quantizer applied to the cotangent, per token row): with quantized weights and activations this makes both
@@ -31,8 +31,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from zipfrmt import quant
-from zipfrmt.nn.config import QuantSpec
+from zipfrmt.nn.controls import site_quantize
+from zipfrmt.quant import QuantSpec
 
 __all__ = ["Ctx", "QEmbed", "QLinear", "Smooth", "quantize_grad", "quantize_rows"]
 
@@ -41,70 +41,48 @@ __all__ = ["Ctx", "QEmbed", "QLinear", "Smooth", "quantize_grad", "quantize_rows
 # Quantizers on matrices whose rows are scale-group rows
 # ---------------------------------------------------------------------------------------------------------
 
-_QWIX_LAYOUT: dict[str, tuple[tuple[int, ...], Any]] = {
-    "tensor": ((), None),
-    "row": ((0,), None),
-    "column": ((1,), None),
-}
-
-
-def _qwix_fake_quant(W: Float[Array, "n d"], spec: QuantSpec) -> Float[Array, "n d"]:
-    """Dequantized Qwix format of W (no gradient rule; see :func:`quantize_rows`)."""
-    import qwix
-
-    qtype, block, _ = quant.FORMATS[spec.format]
-    if block is not None:
-        channel, tiles = (0,), {1: block}
-    elif spec.granularity == "group":
-        channel, tiles = (0,), {1: spec.group_size}
-    else:
-        channel, tiles = _QWIX_LAYOUT[spec.granularity][0], {}
-    return qwix.dequantize(qwix.quantize(W, qtype, channelwise_axes=channel, tiled_axes=tiles)).astype(W.dtype)
-
 
 def quantize_rows(
-    W: Float[Array, "n d"], spec: QuantSpec, key: PRNGKeyArray | None
+    W: Float[Array, "n d"], spec: QuantSpec, key: PRNGKeyArray | None, control: str = "none"
 ) -> Float[Array, "n d"]:
-    """``Q(W)`` with a straight-through gradient; scale groups follow ``spec`` over rows of W.
-
-    Integer specs go through :func:`zipfrmt.quant.fake_quant` (its forward equals :func:`zipfrmt.quant.quantize`,
-    its gradient is the clipped straight-through one); Qwix formats use ``W + stop_gradient(Q(W) − W)``.
-    """
-    if spec.bits is not None:
-        key = key if spec.rounding == "stochastic" else None
-        return quant.fake_quant(W, spec.bits, scheme=spec.scheme, granularity=spec.granularity,
-                                group_size=spec.group_size, clip=spec.clip, rounding=spec.rounding, key=key)
-    return W + jax.lax.stop_gradient(_qwix_fake_quant(W, spec) - W)
+    """``Q(W)`` with a straight-through gradient; scale groups follow ``spec`` over rows of W
+    (:func:`zipfrmt.quant.fake_quant`, for integer specs and real formats alike), under the experiment's
+    ``control`` (:func:`zipfrmt.nn.controls.site_quantize`)."""
+    return site_quantize(W, spec, key, control)
 
 
-def quantize_activations(x: Float[Array, "*b d"], spec: QuantSpec, key: PRNGKeyArray | None) -> Float[Array, "*b d"]:
+def quantize_activations(
+    x: Float[Array, "*b d"], spec: QuantSpec, key: PRNGKeyArray | None, control: str = "none"
+) -> Float[Array, "*b d"]:
     """Fake-quantizes activations as a (tokens × features) matrix: ``row`` = per-token scales."""
     shape = x.shape
-    return quantize_rows(x.reshape(-1, shape[-1]), spec, key).reshape(shape)
+    return quantize_rows(x.reshape(-1, shape[-1]), spec, key, control).reshape(shape)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _grad_quant(spec: QuantSpec, x: jax.Array, key: jax.Array) -> jax.Array:
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _grad_quant(spec: QuantSpec, control: str, x: jax.Array, key: jax.Array) -> jax.Array:
     return x
 
 
-def _grad_quant_fwd(spec: QuantSpec, x: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
+def _grad_quant_fwd(spec: QuantSpec, control: str, x: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
     return x, key
 
 
-def _grad_quant_bwd(spec: QuantSpec, key: jax.Array, g: jax.Array) -> tuple[jax.Array, Any]:
+def _grad_quant_bwd(spec: QuantSpec, control: str, key: jax.Array, g: jax.Array) -> tuple[jax.Array, Any]:
     shape = g.shape
-    g2 = jax.lax.stop_gradient(quantize_rows(g.reshape(-1, shape[-1]), spec, key)).reshape(shape)
+    g2 = jax.lax.stop_gradient(quantize_rows(g.reshape(-1, shape[-1]), spec, key, control)).reshape(shape)
     return g2.astype(g.dtype), np.zeros(key.shape, jax.dtypes.float0)
 
 
 _grad_quant.defvjp(_grad_quant_fwd, _grad_quant_bwd)
 
 
-def quantize_grad(x: Float[Array, "*b d"], spec: QuantSpec, key: PRNGKeyArray) -> Float[Array, "*b d"]:
+def quantize_grad(
+    x: Float[Array, "*b d"], spec: QuantSpec, key: PRNGKeyArray, control: str = "none"
+) -> Float[Array, "*b d"]:
     """Identity in the forward pass; in the backward pass the cotangent ``∂L/∂x`` is replaced by ``Q(∂L/∂x)``
     (scale groups over token rows of the cotangent)."""
-    return _grad_quant(spec, x, key)
+    return _grad_quant(spec, control, x, key)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -154,13 +132,14 @@ class QLinear(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32)) if use_bias else None
         self.smooth = Smooth(jnp.ones((d_in,), jnp.float32))
         self.w_spec, self.act_spec, self.grad_spec = w_spec, act_spec, grad_spec
+        self.control = "none"
         self.layer_id = 0
         self.path = ""
 
     def quantized_kernel(self, key: PRNGKeyArray | None = None) -> Float[Array, "d_in d_out"]:
         """``Q_w(W)`` as the forward pass sees it (W itself at full precision)."""
         w = self.kernel[...]
-        return w if self.w_spec is None else quantize_rows(w.T, self.w_spec, key).T
+        return w if self.w_spec is None else quantize_rows(w.T, self.w_spec, key, self.control).T
 
     def __call__(self, x: Float[Array, "*b d_in"], ctx: Ctx) -> Float[Array, "*b d_out"]:
         if ctx.capture is not None:
@@ -168,12 +147,12 @@ class QLinear(nnx.Module):
         k_w, k_a, k_g = ctx.keys(self.layer_id)
         x = x / self.smooth[...]
         if self.act_spec is not None:
-            x = quantize_activations(x, self.act_spec, k_a)
+            x = quantize_activations(x, self.act_spec, k_a, self.control)
         y = x @ self.quantized_kernel(k_w)
         if self.bias is not None:
             y = y + self.bias[...]
         if self.grad_spec is not None:
-            y = quantize_grad(y, self.grad_spec, k_g)
+            y = quantize_grad(y, self.grad_spec, k_g, self.control)
         return y
 
 
@@ -195,13 +174,14 @@ class QEmbed(nnx.Module):
     ):
         self.embedding = nnx.Param(std * jax.random.normal(rngs.params(), (V, d), jnp.float32))
         self.spec, self.head_spec, self.act_spec, self.grad_spec = spec, head_spec, act_spec, grad_spec
+        self.control = "none"
         self.layer_id = 0
         self.path = ""
 
     def quantized_table(self, key: PRNGKeyArray | None = None) -> Float[Array, "V d"]:
         """``Q_e(E)``, the table the lookup reads."""
         E = self.embedding[...]
-        return E if self.spec is None else quantize_rows(E, self.spec, key)
+        return E if self.spec is None else quantize_rows(E, self.spec, key, self.control)
 
     def __call__(self, ids: Int[Array, "*b"], ctx: Ctx) -> Float[Array, "*b d"]:
         k_w, _, _ = ctx.keys(self.layer_id)
@@ -211,14 +191,14 @@ class QEmbed(nnx.Module):
         if ctx.capture is not None:
             ctx.capture[self.path + "/embedding"] = h
         _, k_a, k_g = ctx.keys(self.layer_id + 1_000_003)
-        k_h = jax.random.fold_in(k_a, 1)
+        k_table, _, _ = ctx.keys(self.layer_id)  # the lookup's key: a tied head reads the very table it reads
         if self.act_spec is not None:
-            h = quantize_activations(h, self.act_spec, k_a)
+            h = quantize_activations(h, self.act_spec, k_a, self.control)
         E = self.embedding[...]
-        table = E if self.head_spec is None else quantize_rows(E, self.head_spec, k_h)
+        table = E if self.head_spec is None else quantize_rows(E, self.head_spec, k_table, self.control)
         logits = h @ table.T
         if self.grad_spec is not None:
-            logits = quantize_grad(logits, self.grad_spec, k_g)
+            logits = quantize_grad(logits, self.grad_spec, k_g, self.control)
         return logits
 
 

@@ -2,7 +2,8 @@
 
 Both map tokens ``x`` (B×L) to next-token logits (B×L×V) and the final hidden states (B×L×d) the probes read.
 Every linear layer is a :class:`~zipfrmt.nn.layers.QLinear` and the embedding a
-:class:`~zipfrmt.nn.layers.QEmbed`, quantized as the :class:`~zipfrmt.nn.config.TrainConfig` says. Positions
+:class:`~zipfrmt.nn.layers.QEmbed`, quantized as the rules of the :class:`~zipfrmt.nn.config.TrainConfig`
+say (:func:`apply_rules`). Positions
 (learned, ``max_len × d``), LayerNorms, biases and the attention score products stay in float32.
 
 Transformer block (pre-norm, GPT-2 style):
@@ -22,18 +23,19 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from zipfrmt.nn.config import ModelConfig, QuantSpec, TrainConfig, check_act_spec
+from zipfrmt.nn.config import ModelConfig, TrainConfig
 from zipfrmt.nn.layers import Ctx, QEmbed, QLinear, init_std
+from zipfrmt.nn.rules import UNMATCHED, Rules, check_rules, parse_rules, resolve
 
-__all__ = ["BagLM", "TransformerLM", "build_model", "collect_activations", "set_quant"]
+__all__ = ["BagLM", "TransformerLM", "apply_rules", "build_model", "collect_activations", "quant_sites"]
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, qkw: dict[str, Any], out_std: float):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, out_std: float):
         d = cfg.d_model
         self.n_heads = cfg.n_heads
-        self.qkv = QLinear(d, 3 * d, rngs=rngs, std=init_std(d), **qkw)
-        self.out = QLinear(d, d, rngs=rngs, std=out_std, **qkw)
+        self.qkv = QLinear(d, 3 * d, rngs=rngs, std=init_std(d))
+        self.out = QLinear(d, d, rngs=rngs, std=out_std)
 
     def __call__(self, x: Float[Array, "B L d"], ctx: Ctx) -> Float[Array, "B L d"]:
         B, L, d = x.shape
@@ -49,21 +51,21 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, qkw: dict[str, Any], out_std: float):
-        self.fc = QLinear(cfg.d_model, cfg.ff_dim, rngs=rngs, std=init_std(cfg.d_model), **qkw)
-        self.proj = QLinear(cfg.ff_dim, cfg.d_model, rngs=rngs, std=out_std, **qkw)
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, out_std: float):
+        self.fc = QLinear(cfg.d_model, cfg.ff_dim, rngs=rngs, std=init_std(cfg.d_model))
+        self.proj = QLinear(cfg.ff_dim, cfg.d_model, rngs=rngs, std=out_std)
 
     def __call__(self, x: Float[Array, "B L d"], ctx: Ctx) -> Float[Array, "B L d"]:
         return self.proj(jax.nn.gelu(self.fc(x, ctx)), ctx)
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, qkw: dict[str, Any]):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         out_std = init_std(cfg.d_model) / math.sqrt(2 * cfg.n_layers)
         self.ln1 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
-        self.attn = Attention(cfg, rngs, qkw, out_std)
+        self.attn = Attention(cfg, rngs, out_std)
         self.ln2 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
-        self.mlp = MLP(cfg, rngs, qkw, out_std)
+        self.mlp = MLP(cfg, rngs, out_std)
 
     def __call__(self, x: Float[Array, "B L d"], ctx: Ctx) -> Float[Array, "B L d"]:
         x = x + self.attn(self.ln1(x), ctx)
@@ -92,18 +94,14 @@ class _LM(nnx.Module):
 class TransformerLM(_LM):
     """Decoder-only transformer LM; ``__call__(tokens, ctx) → (logits B×L×V, hidden B×L×d)``."""
 
-    def __init__(self, cfg: ModelConfig, train: TrainConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, V = cfg.d_model, cfg.vocab_size
-        qkw = {"w_spec": train.quant_linear, "act_spec": train.quant_act, "grad_spec": train.quant_grad}
-        self.embed = QEmbed(V, d, rngs=rngs, std=init_std(d), spec=train.quant_embed,
-                            head_spec=train.quant_head or train.quant_embed, act_spec=train.quant_act,
-                            grad_spec=train.quant_grad)
+        self.config = cfg
+        self.embed = QEmbed(V, d, rngs=rngs, std=init_std(d))
         self.pos = nnx.Param(0.01 * jax.random.normal(rngs.params(), (cfg.max_len, d), jnp.float32))
-        self.blocks = nnx.List([Block(cfg, rngs, qkw) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.ln_f = nnx.LayerNorm(d, rngs=rngs)
-        self.head = None if cfg.tie_embeddings else QLinear(
-            d, V, rngs=rngs, use_bias=False, std=init_std(d), w_spec=train.quant_head,
-            act_spec=train.quant_act, grad_spec=train.quant_grad)
+        self.head = None if cfg.tie_embeddings else QLinear(d, V, rngs=rngs, use_bias=False, std=init_std(d))
         _name_layers(self)
 
     def __call__(self, tokens: Int[Array, "B L"], ctx: Ctx) -> tuple[Float[Array, "B L V"], Float[Array, "B L d"]]:
@@ -119,15 +117,12 @@ class BagLM(_LM):
     """Embedding-bag predictor: ``h_t = mean(E[x_{t−w+1}], …, E[x_t])``, ``logits_t = h_t Eᵀ`` (tied) or
     ``h_t W_head``. Its only representation is the embedding table: a fast check of the embedding spectrum."""
 
-    def __init__(self, cfg: ModelConfig, train: TrainConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d, V = cfg.d_model, cfg.vocab_size
+        self.config = cfg
         self.window = cfg.bag_window
-        self.embed = QEmbed(V, d, rngs=rngs, std=init_std(d), spec=train.quant_embed,
-                            head_spec=train.quant_head or train.quant_embed, act_spec=train.quant_act,
-                            grad_spec=train.quant_grad)
-        self.head = None if cfg.tie_embeddings else QLinear(
-            d, V, rngs=rngs, use_bias=False, std=init_std(d), w_spec=train.quant_head,
-            act_spec=train.quant_act, grad_spec=train.quant_grad)
+        self.embed = QEmbed(V, d, rngs=rngs, std=init_std(d))
+        self.head = None if cfg.tie_embeddings else QLinear(d, V, rngs=rngs, use_bias=False, std=init_std(d))
         _name_layers(self)
 
     def __call__(self, tokens: Int[Array, "B L"], ctx: Ctx) -> tuple[Float[Array, "B L V"], Float[Array, "B L d"]]:
@@ -141,57 +136,68 @@ class BagLM(_LM):
 
 
 def build_model(config: TrainConfig, key: PRNGKeyArray | None = None) -> TransformerLM | BagLM:
-    """The model a config describes, initialised from ``key`` (default: ``fold_in(key(seed), 0)``)."""
+    """The model a config describes, initialised from ``key`` (default: ``fold_in(key(seed), 0)``), with its
+    quantization rules and its control applied."""
     key = jax.random.fold_in(jax.random.key(config.seed), 0) if key is None else key
     rngs = nnx.Rngs(params=key)
     cls = TransformerLM if config.model.kind == "transformer" else BagLM
-    return cls(config.model, config, rngs)
+    model = apply_rules(cls(config.model, rngs), config.quant, keep_unmatched=False)
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, (QLinear, QEmbed)):
+            node.control = config.control  # what every quantized site does (zipfrmt.nn.controls)
+    return model
 
 
-_KEEP: Any = object()
-
-
-def set_quant(
-    model: nnx.Module,
-    *,
-    linear: QuantSpec | None | Any = _KEEP,
-    embed: QuantSpec | None | Any = _KEEP,
-    head: QuantSpec | None | Any = _KEEP,
-    act: QuantSpec | None | Any = _KEEP,
-    grad: QuantSpec | None | Any = _KEEP,
-) -> nnx.Module:
-    """Sets the quantization of a model's layers in place (an omitted family keeps its spec) and returns it.
-
-    Used for post-training quantization: ``set_quant(nnx.clone(model), linear=w4, act=a4)``. ``head`` sets the
-    untied head's weight spec, or the tied head's view of the embedding table; as in training
-    (:class:`~zipfrmt.nn.config.TrainConfig`), a tied head follows ``embed`` unless ``head`` is given. ``act``
-    must be per token (see :func:`~zipfrmt.nn.config.check_act_spec`).
-    """
-    if act is not _KEEP:
-        check_act_spec(act, "act")
+def quant_sites(model: nnx.Module) -> dict[str, Any]:
+    """The quantization sites of a built model and the spec each has now (see :mod:`zipfrmt.nn.rules`)."""
+    out: dict[str, Any] = {}
     for _, node in nnx.iter_graph(model):
         if isinstance(node, QLinear):
-            is_head = node.path == "head"
-            if is_head and head is not _KEEP:
-                node.w_spec = head
-            elif not is_head and linear is not _KEEP:
-                node.w_spec = linear
-            if act is not _KEEP:
-                node.act_spec = act
-            if grad is not _KEEP:
-                node.grad_spec = grad
+            out["head" if node.path == "head" else f"linear/{node.path}"] = node.w_spec
+            out[f"act/{node.path}"], out[f"grad/{node.path}"] = node.act_spec, node.grad_spec
         elif isinstance(node, QEmbed):
-            if embed is not _KEEP:
-                node.spec = embed
-            if head is not _KEEP:
-                node.head_spec = head
-            elif embed is not _KEEP:
-                node.head_spec = embed
-            if act is not _KEEP:
-                node.act_spec = act
-            if grad is not _KEEP:
-                node.grad_spec = grad
+            out["embed"] = node.spec
+            if not any(isinstance(n, QLinear) and n.path == "head" for _, n in nnx.iter_graph(model)):
+                out["head"] = node.head_spec
+                out["act/head"], out["grad/head"] = node.act_spec, node.grad_spec
+    return out
+
+
+def apply_rules(model: nnx.Module, rules: str | Rules | None, *, keep_unmatched: bool = True) -> nnx.Module:
+    """Sets the spec of every quantization site of ``model`` from ``rules`` (in place) and returns it.
+
+    Post-training quantization: ``apply_rules(nnx.clone(model), "linear=int4-row,embed=int4-row,act=int4-row")``.
+    With ``keep_unmatched`` (default) a site no rule names keeps its spec; otherwise it becomes full precision.
+    A tied head no rule names follows ``embed`` whenever ``embed`` is named. Rules are checked against the
+    model first (:func:`zipfrmt.nn.rules.check_rules`): a pattern that names no site is an error.
+    """
+    rules = parse_rules(rules)
+    check_rules(rules, _model_config(model), "rules")
+
+    def pick(site: str, current: Any) -> Any:
+        spec = resolve(rules, site)
+        return (current if keep_unmatched else None) if spec is UNMATCHED else spec
+
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, QLinear):
+            name = node.path
+            node.w_spec = pick("head" if name == "head" else f"linear/{name}", node.w_spec)
+            node.act_spec = pick(f"act/{name}", node.act_spec)
+            node.grad_spec = pick(f"grad/{name}", node.grad_spec)
+        elif isinstance(node, QEmbed):
+            node.spec = pick("embed", node.spec)
+            head = resolve(rules, "head")
+            if head is UNMATCHED and (resolve(rules, "embed") is not UNMATCHED or not keep_unmatched):
+                head = node.spec  # the tied head reads the table the lookup reads
+            node.head_spec = node.head_spec if head is UNMATCHED else head
+            node.act_spec = pick("act/head", node.act_spec)
+            node.grad_spec = pick("grad/head", node.grad_spec)
     return model
+
+
+def _model_config(model: nnx.Module) -> ModelConfig:
+    """The :class:`ModelConfig` a built model was made from (stored at construction)."""
+    return model.config
 
 
 def collect_activations(model: nnx.Module, tokens: Int[Array, "B L"], key: PRNGKeyArray | None = None

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zipfrmt.tables import markdown_table
+
 __all__ = ["DATA_DIR", "figure_path", "fmt", "write_table"]
 
-#: Real text beside the repository (``../shared/data``: present in development and CI, not for users). The
-#: experiments that read it drop the real-text part, and say so, when it is missing; nothing is downloaded.
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Real text shipped with the repository (``data/``, with its attribution and licences): the main job needs
+#: nothing outside the clone. An experiment whose text is missing drops that part and says so.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 def figure_path(out_dir: str | Path, name: str) -> Path:
@@ -81,9 +83,7 @@ def write_table(
         r"\end{tabular}",
         r"\end{table*}",
     ]
-    md = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    md += ["| " + " | ".join(c.replace("|", r"\|") for c in row) + " |" for row in rows]
     paths = [tables / f"{name}.tex", tables / f"{name}.md"]
     paths[0].write_text("\n".join(tex) + "\n")
-    paths[1].write_text("\n".join(md) + "\n")
+    paths[1].write_text(markdown_table(header, rows) + "\n")
     return paths

@@ -1,0 +1,247 @@
+"""The uniform b-bit quantizer (the ``int`` format of the registry).
+
+For a scale group with statistic ``m`` (its clipping range), as ``docs/conventions.md`` fixes it:
+
+* symmetric, ``b ≥ 2``: ``L = 2^(b−1) − 1``, ``Δ = m / L``, ``q = clip(round(w/Δ), −L, L)·Δ``;
+* asymmetric, ``b ≥ 2``: ``Δ = (hi − lo)/(2^b − 1)``, zero point ``z = round(−lo/Δ)``,
+  ``q = (clip(round(w/Δ) + z, 0, 2^b − 1) − z)·Δ``;
+* ``b = 1``: the sign quantizer ``q = sign(w)·mean|w|`` over the scale group (levels ``±m``, ``Δ = 2m``).
+
+A group whose range is 0 has ``Δ = 1`` (its output is all zeros, exactly), never NaN.
+
+Scale groups: ``tensor`` (one scale), ``row`` (one per token), ``column`` (one per feature), ``group`` (blocks
+of ``group_size`` consecutive entries along a row; in a row whose length ``d`` is not a multiple, the last,
+shorter block is padded by repeating its last entry, which changes neither its absmax nor its min and max;
+the 1-bit mean ignores the padding, and percentile/MSE clipping see the repeated entry). Clipping ranges: ``absmax``
+(``m = max|w|``), ``percentile`` (``m`` = the ``percentile``-th percentile of ``|w|``), ``mse`` (``m = c·max|w|`` with
+``c`` on a grid minimising the group's squared error). Rounding: ``nearest`` (ties to even) or ``stochastic``
+(``⌊w/Δ + u⌋``, ``u ~ U[0, 1)``: unbiased inside the clipping range; it needs an explicit PRNG key).
+
+Noise model (Widrow 1956; Widrow & Kollár 2008): ``E = Q_b(W) − W ≈`` i.i.d. ``U(−Δ/2, Δ/2)``, variance
+``s² = mean(Δ²)/12``; for stochastic rounding the error is unbiased with variance exactly ``f(1−f)Δ²`` at
+fractional part ``f``, and ``s²`` is its mean (:func:`uniform_noise_var`).
+
+Everything here is a pure, jit-able function of a :class:`~zipfrmt.quant.QuantSpec` (static), the matrix and
+a PRNG key; validation happens in :func:`zipfrmt.quant.quantize`, the public entry point.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+if TYPE_CHECKING:
+    from zipfrmt.quant.spec import QuantSpec
+
+__all__ = ["MSE_GRID", "group_reduce", "quantize_uniform", "row_sums", "uniform_noise_var"]
+
+#: Grid of clipping ratios ``c`` (of the absmax) searched by ``clip="mse"``.
+MSE_GRID = tuple(k / 100 for k in range(10, 101))
+
+# ---------------------------------------------------------------------------------------------------------
+# Scale-group layout: every group becomes one row of a 2-D array X (n_groups, group_len)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _to_groups(W: Float[Array, "V d"], spec: QuantSpec) -> Float[Array, "G n"]:
+    V, d = W.shape
+    if spec.granularity == "tensor":
+        return W.reshape(1, V * d)
+    if spec.granularity == "row":
+        return W
+    if spec.granularity == "column":
+        return W.T
+    g = spec.group_size
+    pad = (-d) % g
+    if pad:  # repeat each row's last entry: leaves the group's absmax, min and max unchanged
+        W = jnp.pad(W, ((0, 0), (0, pad)), mode="edge")
+    return W.reshape(V * ((d + pad) // g), g)
+
+
+def _from_groups(X: Float[Array, "G n"], spec: QuantSpec, shape: tuple[int, int]) -> Float[Array, "V d"]:
+    V, d = shape
+    if spec.granularity == "column":
+        return X.T
+    if spec.granularity == "group":
+        return X.reshape(V, -1)[:, :d]
+    return X.reshape(V, d)
+
+
+def group_reduce(
+    X: Float[Array, "V d"], spec: QuantSpec, reduce: str = "mean_square"
+) -> Float[Array, "V d"]:
+    """A statistic of each scale group of ``spec``, broadcast back to every entry of ``X`` (jit-able).
+
+    ``reduce``: ``"mean_square"`` (mean of x² over the group's entries, padding excluded) or ``"max"``
+    (largest entry). Used by the equal-energy noise control (the quantization error's variance per group)
+    and by the optimizer-state quantizer (a group's largest second moment).
+    """
+    shape = X.shape
+    G = _to_groups(X.astype(jnp.float32), spec)
+    valid = jnp.broadcast_to(_valid_mask(spec, shape), G.shape)
+    if reduce == "max":
+        stat = jnp.max(jnp.where(valid > 0, G, -jnp.inf), axis=1, keepdims=True)
+    else:
+        stat = jnp.sum(jnp.square(G) * valid, axis=1, keepdims=True) / jnp.sum(valid, axis=1, keepdims=True)
+    return _from_groups(jnp.broadcast_to(stat, G.shape), spec, shape)
+
+
+def _step_layout(step: Float[Array, " G"], spec: QuantSpec, shape: tuple[int, int]) -> jax.Array:
+    V, d = shape
+    if spec.granularity == "tensor":
+        return step.reshape(())
+    if spec.granularity == "row":
+        return step.reshape(V, 1)
+    if spec.granularity == "column":
+        return step.reshape(1, d)
+    return step.reshape(V, -1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The quantizer on groups
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _round(y: jax.Array, spec: QuantSpec, key: PRNGKeyArray | None) -> jax.Array:
+    if spec.rounding == "nearest":
+        return jnp.round(y)
+    return jnp.floor(y + jax.random.uniform(key, y.shape, y.dtype))
+
+
+def _symmetric(X: jax.Array, m: jax.Array, spec: QuantSpec, key: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns (dequantized, step Δ per group, in-range mask) for symmetric b ≥ 2 with range m per group."""
+    L = 2 ** (spec.bits - 1) - 1
+    step = m / L
+    step = jnp.where(step > 0, step, 1.0)  # a zero group, or a range so small that m/L underflows to 0
+    y = X / step[:, None]
+    q = jnp.clip(_round(jnp.clip(y, -L, L), spec, key), -L, L) * step[:, None]
+    return q, step, jnp.abs(X) <= m[:, None]
+
+
+def _asymmetric(
+    X: jax.Array, lo: jax.Array, hi: jax.Array, spec: QuantSpec, key: Any
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    top = 2**spec.bits - 1
+    span = hi - lo
+    step = span / top  # 0 for a constant group, or when the span is so small that it underflows
+    step = jnp.where(step > 0, step, jnp.where(jnp.abs(lo) > 0, jnp.abs(lo), 1.0))
+    zero = jnp.round(-lo / step)
+    y = X / step[:, None] + zero[:, None]
+    q = (jnp.clip(_round(jnp.clip(y, 0, top), spec, key), 0, top) - zero[:, None]) * step[:, None]
+    return q, step, (X >= lo[:, None]) & (X <= hi[:, None])
+
+
+def _mse_ratio(X: jax.Array, spec: QuantSpec) -> jax.Array:
+    """Per-group clipping ratio c from MSE_GRID minimising Σ(Q_c(x) − x)² with nearest rounding."""
+    nearest = spec.replace(rounding="nearest")
+    amax = jnp.max(jnp.abs(X), axis=1)
+    lo0, hi0 = jnp.min(X, axis=1), jnp.max(X, axis=1)
+
+    def error(c: jax.Array) -> jax.Array:
+        if spec.scheme == "symmetric":
+            q, _, _ = _symmetric(X, c * amax, nearest, None)
+        else:
+            q, _, _ = _asymmetric(X, c * lo0, c * hi0, nearest, None)
+        return jnp.sum(jnp.square(q - X), axis=1)
+
+    errs = jax.lax.map(error, jnp.asarray(MSE_GRID, X.dtype))  # (n_grid, G)
+    return jnp.asarray(MSE_GRID, X.dtype)[jnp.argmin(errs, axis=0)]
+
+
+def _quantize_groups(
+    X: Float[Array, "G n"], spec: QuantSpec, key: Any, valid: Float[Array, "G n"]
+) -> tuple[jax.Array, ...]:
+    """(dequantized, step, in-range mask) for every group (row) of X; ``valid`` is 0 on padding, else 1."""
+    if spec.bits == 1:
+        m = jnp.sum(jnp.abs(X) * valid, axis=1) / jnp.sum(valid, axis=1)  # mean|w| over the real entries
+        q = jnp.where(X >= 0, 1.0, -1.0) * m[:, None]
+        q = jnp.where(X == 0, 0.0, q)
+        return q, jnp.where(m > 0, 2 * m, 1.0), jnp.ones(X.shape, bool)
+    if spec.scheme == "symmetric":
+        amax = jnp.max(jnp.abs(X), axis=1)
+        if spec.clip == "absmax":
+            m = amax
+        elif spec.clip == "percentile":
+            m = jnp.percentile(jnp.abs(X), spec.percentile, axis=1)
+        else:
+            m = _mse_ratio(X, spec) * amax
+        return _symmetric(X, m, spec, key)
+    lo, hi = jnp.min(X, axis=1), jnp.max(X, axis=1)
+    if spec.clip == "percentile":
+        lo, hi = jnp.percentile(X, 100 - spec.percentile, axis=1), jnp.percentile(X, spec.percentile, axis=1)
+    elif spec.clip == "mse":
+        c = _mse_ratio(X, spec)
+        lo, hi = c * lo, c * hi
+    return _asymmetric(X, lo, hi, spec, key)
+
+
+def quantize_uniform(
+    spec: QuantSpec, W: Float[Array, "V d"], key: PRNGKeyArray | None
+) -> tuple[Float[Array, "V d"], jax.Array, Bool[Array, "V d"]]:
+    """(``Q_b(W)`` in W's dtype, the steps Δ in the granularity's layout, the in-clip-range mask). Pure, jit-able.
+
+    Steps: a scalar (``tensor``), ``(V, 1)`` (``row``), ``(1, d)`` (``column``) or ``(V, ceil(d/g))``
+    (``group``); for ``b = 1``, ``Δ = 2·mean|w|`` (the spacing of the levels ±mean|w|).
+    """
+    shape = W.shape
+    Wf = W.astype(jnp.float32)
+    X = _to_groups(Wf, spec)
+    q, step, inside = _quantize_groups(X, spec, key, jnp.broadcast_to(_valid_mask(spec, shape), X.shape))
+    deq = _from_groups(q, spec, shape).astype(W.dtype)
+    inside = _from_groups(inside, spec, shape)
+    return deq, _step_layout(step, spec, shape), inside
+
+
+def uniform_noise_var(
+    spec: QuantSpec, W: Float[Array, "V d"], Q: Float[Array, "V d"], step: jax.Array
+) -> Float[Array, ""]:
+    """The model noise variance ``s²`` of the uniform quantizer, a mean over entries (``Q`` is unused).
+
+    * Nearest rounding (Widrow): ``Δ²/12`` per entry.
+    * Stochastic rounding: a value with fractional part ``f = w/Δ − ⌊w/Δ⌋`` errs by ``(1−f)Δ`` with probability
+      ``f`` and by ``−fΔ`` otherwise, so given ``W`` its error has mean 0 and variance ``f(1−f)Δ²`` exactly;
+      the model is the mean of that (``Δ²/6`` when ``f`` is uniform, which it is not at 2–3 bits).
+
+    Entries that the grid reproduces by construction count 0: those of all-zero groups, and, for symmetric
+    absmax scaling, each group's extreme entries ``|w| = max|w| = L·Δ`` (one entry in ``n`` of a group of
+    ``n``: without this the model overstates a group-32 quantizer's noise by 1/32 ≈ 3%).
+    """
+    X = _to_groups(W.astype(jnp.float32), spec)
+    valid = _valid_mask(spec, W.shape)
+    amax = jnp.max(jnp.abs(X), axis=1, keepdims=True)
+    exact = jnp.broadcast_to(amax == 0, X.shape)
+    if spec.bits > 1 and spec.scheme == "symmetric" and spec.clip == "absmax":
+        exact = exact | (jnp.abs(X) == amax)
+    step_groups = jnp.reshape(step, (-1, 1)).astype(jnp.float32)
+    if spec.rounding == "stochastic":
+        y = X / step_groups
+        frac = y - jnp.floor(y)
+        var = frac * (1.0 - frac) * jnp.square(step_groups)
+    else:
+        var = jnp.broadcast_to(jnp.square(step_groups) / 12.0, X.shape)
+    # Summed in the group layout (no transpose back), padding excluded.
+    return row_sums(jnp.where(exact, 0.0, var) * valid)[0] / W.size
+
+
+def _valid_mask(spec: QuantSpec, shape: tuple[int, int]) -> Float[Array, "G n"]:
+    """1 on the entries of the group layout that belong to W, 0 on the padding of ragged groups."""
+    if spec.granularity != "group" or shape[1] % spec.group_size == 0:
+        return jnp.ones((1, 1), jnp.float32)
+    V, d = shape
+    width = d + (-d) % spec.group_size
+    return (jnp.arange(V * width) % width < d).reshape(-1, spec.group_size).astype(jnp.float32)
+
+
+def row_sums(*xs: Float[Array, "V d"]) -> tuple[Float[Array, ""], ...]:
+    """Sums of several same-shape matrices in one pass (a variadic reduce over rows, then over the row sums).
+
+    One pass instead of one per statistic (5× faster on CPU). Two stages keep float32 accurate: the same
+    variadic reduce over both axes at once lost 10% of a 50257×768 sum of squares on XLA:CPU; the sum of row
+    sums agrees with float64 to ~1e-8.
+    """
+    zeros = tuple(jnp.zeros((), x.dtype) for x in xs)
+    per_row = jax.lax.reduce(xs, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)), (1,))
+    return tuple(jnp.sum(r) for r in per_row)
