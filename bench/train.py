@@ -1,11 +1,13 @@
-"""Benchmark of quantized training: cost per step of fake-quantized training against full precision.
+"""Benchmark of low-precision training: the cost per step of every mechanism of the collapse lab against fp32.
 
-    python bench/train.py [--preset quick] [--steps 30] [--repeats 3] [--bits 4]
+    python bench/train.py [--preset quick] [--steps 30] [--repeats 3] [--precision 4]
 
 Times the jit-compiled training step of the ``quick`` preset (forward, backward and AdamW; no probes, no
-evaluation) at fp32 and with ``--bits``-bit weights + embedding + head + activations (per-tensor weights,
-per-token activations, the package's fake-quant with straight-through gradients). Prints steps/s, tokens/s
-and the ratio quantized/fp32 time per step. Goal: <= 1.6x.
+evaluation) at fp32 and with each mechanism of :mod:`zipfrmt.nn.lab` switched on at ``--precision`` (``4``:
+int4 per row; or a format such as ``nf4``): forward weights + embedding + head + activations, the embedding
+alone, activation cotangents, weight gradients, master weights, optimizer state. Prints steps/s and the ratio
+to fp32 time per step, the same process, the same batches. Goal: <= 1.6x for quantized gradients and
+optimizer state.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from zipfrmt.nn import PRESETS, build_model, make_optimizer, with_quant
+from zipfrmt.nn import PRESETS, build_model, make_optimizer
 from zipfrmt.nn.checkpoint import split
 from zipfrmt.nn.data import load_tokens
+from zipfrmt.nn.lab import MECHANISMS, mechanism_config
 from zipfrmt.nn.train import train_step
 
 
@@ -49,21 +52,20 @@ def main() -> None:
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--precision", default="4")
     args = ap.parse_args()
     base = PRESETS[args.preset]
-    fp = with_quant(base, None)
-    b = args.bits
-    q = with_quant(base, f"linear=int{b}-tensor,embed=int{b}-tensor,head=int{b}-tensor,act=int{b}-row")
     tokens = base.batch_size * base.context
-    t_fp = time_steps(fp, args.steps, args.repeats)
-    t_q = time_steps(q, args.steps, args.repeats)
     print(f"{args.preset}: d={base.model.d_model}, {base.model.n_layers} layers, V={base.model.vocab_size}, "
           f"batch {base.batch_size}x{base.context} = {tokens} tokens/step, {jax.devices()[0].platform}")
-    print(f"fp32:            {1 / t_fp:8.2f} steps/s  {tokens / t_fp:10.0f} tokens/s")
-    print(f"int{args.bits} W+E+A:      {1 / t_q:8.2f} steps/s  {tokens / t_q:10.0f} tokens/s")
-    ratio = t_q / t_fp
-    print(f"quantized / fp32 time per step: {ratio:.2f}x (goal <= 1.6x) {'OK' if ratio <= 1.6 else 'MISSED'}")
+    t_fp = time_steps(mechanism_config(base, "forward", "fp32"), args.steps, args.repeats)
+    print(f"{'fp32':10s} {1 / t_fp:8.2f} steps/s  {tokens / t_fp:10.0f} tokens/s")
+    goal = {"actgrad", "wgrad", "opt"}
+    for mech in MECHANISMS:
+        t = time_steps(mechanism_config(base, mech, args.precision), args.steps, args.repeats)
+        ratio = t / t_fp
+        note = f"(goal <= 1.6x: {'OK' if ratio <= 1.6 else 'MISSED'})" if mech in goal else ""
+        print(f"{mech:10s} {1 / t:8.2f} steps/s  {tokens / t:10.0f} tokens/s  {ratio:5.2f}x fp32 {note}")
 
 
 if __name__ == "__main__":

@@ -67,10 +67,10 @@ class Config:
 SCALES = {
     "test": Config(base=ftc.SCALES["test"].base, mechanisms=("forward", "actgrad", "master"), precisions=("2",),
                    controls=("noise", "frozen"), seeds=(0,), lrs=(3e-3,)),
-    "quick": Config(base=ftc.SCALES["quick"].base),
+    "quick": Config(base=ftc.SCALES["quick"].base, precisions=("2",), controls=("noise", "stochastic", "frozen")),
     # The longer CPU scale behind docs/training.md: both corpora, every width, a learning-rate axis.
-    "long": Config(base=dataclasses.replace(ftc.SCALES["quick"].base, steps=400, warmup=40, probe_every=50,
-                                            eval_every=50, checkpoint_every=400),
+    "long": Config(base=dataclasses.replace(ftc.SCALES["quick"].base, steps=400, warmup=40, probe_every=20,
+                                            eval_every=20, checkpoint_every=400),
                    precisions=("8", "4", "3", "2", "nf4"), control_precisions=("3", "2"),
                    corpora=("latent", "tinyshakespeare"), seeds=(0, 1), text_seeds=(0, 1), lrs=(1e-3, 3e-3, 1e-2)),
     "full": Config(base=ftc.SCALES["full"].base, precisions=("8", "6", "4", "3", "2", "nf4", "mxfp4"),
@@ -119,6 +119,8 @@ def base_points(config: Config) -> list[dict[str, Any]]:
 def control_points(config: Config, phase1: Any) -> list[dict[str, Any]]:
     """Phase 2: the controls, for every (corpus, mechanism, precision, lr) that failed in phase 1 at a
     precision of ``control_precisions`` — at that precision, for every seed."""
+    from zipfrmt.nn.lab import applies
+
     failing = set()
     for i in range(phase1.sizes["run"]):
         r = {k: phase1[k].values[i].item() for k in ("corpus", "mechanism", "precision", "lr", "status", "gap")}
@@ -127,7 +129,7 @@ def control_points(config: Config, phase1: Any) -> list[dict[str, Any]]:
     out = []
     for c, m, p, lr in sorted(failing, key=lambda t: (t[0], config.mechanisms.index(t[1]), t[2], t[3])):
         for ctrl in config.controls:
-            if ctrl == "frozen" and m != "master":
+            if not applies(m, ctrl):
                 continue
             out += [{"corpus": c, "seed": s, "lr": lr, "mechanism": m, "precision": p, "control": ctrl}
                     for s in _seeds(config, c)]

@@ -103,7 +103,7 @@ SCALES = {
 def _lm_config(config: Config, precision: str) -> Any:
     """The ``fig_training_collapse`` run config of the latent corpus, seed ``config.seed``, at ``precision``."""
     cc = ftc.Config(base=config.base, act_bits=config.act_bits)
-    return ftc.train_config(cc, {"corpus": "latent", "precision": precision, "granularity": "tensor",
+    return ftc.train_config(cc, {"corpus": "latent", "precision": precision, "granularity": cc.granularity,
                                  "rounding": "nearest", "seed": config.seed})
 
 

@@ -220,3 +220,27 @@ def test_tied_head_reads_the_table_the_lookup_reads_with_stochastic_rounding():
 def test_bad_mechanism_settings_fail_before_training(change, match):
     with pytest.raises((ValueError, TypeError), match=match):
         validate(dataclasses.replace(MICRO, **change))
+
+
+def test_equal_energy_noise_on_the_optimizer_state_keeps_the_second_moment_positive():
+    params = {"w": W}
+    g = {"w": jax.random.normal(jax.random.key(1), W.shape)}
+    spec = QuantSpec.parse("int2-row")
+    quantized = quantized_adam({("w",): (spec, False, 0)}, seed=0, b1=0.9, b2=0.95)
+    noisy = quantized_adam({("w",): (spec, False, 0)}, seed=0, b1=0.9, b2=0.95, control="noise")
+    _, sq = quantized.update(g, quantized.init(params), params)
+    _, sn = noisy.update(g, noisy.init(params), params)
+    ref = optax.scale_by_adam(b1=0.9, b2=0.95)
+    _, s0 = ref.update(g, ref.init(params), params)
+    m0, mq, mn = (np.asarray(s.mu["w"]) for s in (s0, sq.adam, sn.adam))
+    assert ((mn - m0) ** 2).mean() == pytest.approx(((mq - m0) ** 2).mean(), rel=0.25)  # equal energy
+    assert len(np.unique(mn)) > 10 * len(np.unique(mq))  # noise, not a grid
+    assert (np.asarray(sn.adam.nu["w"]) > 0).all()
+
+
+def test_hadamard_is_not_a_control_of_the_optimizer_state():
+    from zipfrmt.nn.lab import applies, mechanism_config
+
+    assert not applies("opt", "hadamard") and not applies("wgrad", "frozen") and applies("master", "frozen")
+    with pytest.raises(ValueError, match="hadamard"):
+        mechanism_config(MICRO, "opt", "2", "hadamard")

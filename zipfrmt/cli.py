@@ -300,9 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     trn = sub.add_parser("train", help="train a small LM at low precision, with spectral probes of its embedding")
     trn.add_argument("config", metavar="CONFIG_OR_PRESET", help="a preset (tiny, quick, full) or a JSON config file")
     trn.add_argument("--quant", default=None, metavar="RULES",
-                     help="quantization rules PATTERN=SPEC,...: sites embed, head, linear, act, grad (or a layer "
-                          "path such as linear/blocks/0/mlp/fc), specs such as int4-row, int3-group32-stochastic, "
-                          "nf4, mxfp4, or fp32; e.g. 'embed=int2-row,linear=int4-row,act=int8-row'")
+                     help="quantization rules PATTERN=SPEC,...: sites embed, head, linear, act, grad, and the "
+                          "mechanisms wgrad (weight gradients), master (weights kept on the grid), opt (AdamW "
+                          "moments) — or a path such as linear/blocks/0/mlp/fc; specs such as int4-row, "
+                          "int3-group32-stochastic, nf4, mxfp4, or fp32; e.g. 'embed=int2-row,wgrad=int4-row'")
     trn.add_argument("--bits", default=None,
                      help="shorthand for linear,embed,head: fp32, a bit width (per tensor) or a spec")
     trn.add_argument("--act-bits", default=None,
@@ -312,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "int2-row-stochastic")
     trn.add_argument("--granularity", default=None, help="scale groups of --bits: tensor, row, column or groupN")
     trn.add_argument("--rounding", default=None, choices=("nearest", "stochastic"), help="rounding of --bits")
+    trn.add_argument("--control", default=None, choices=("none", "noise", "stochastic", "hadamard"),
+                     help="what every quantized site does instead: equal-energy noise, stochastic rounding, a "
+                          "Hadamard rotation before quantizing (the collapse experiment's controls)")
+    trn.add_argument("--freeze", default=None, metavar="WEIGHTS",
+                     help="comma-separated weights never updated: embed, pos, head, linear/<layer>")
+    trn.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     trn.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     trn.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
     trn.add_argument("--corpus", default=None, help="latent, zipf, or a text file (word tokens)")

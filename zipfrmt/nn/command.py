@@ -1,9 +1,9 @@
 """``zipfrmt train``: build a config from a preset or JSON file plus options, train, print a summary.
 
-    zipfrmt train CONFIG_OR_PRESET [--quant 'embed=int2-row,linear=int4-row,act=int8-row']
+    zipfrmt train CONFIG_OR_PRESET [--quant 'embed=int2-row,linear=int4-row,act=int8-row,wgrad=int4-row']
                   [--bits fp32|8|int4-row|nf4|... [--granularity tensor|row|groupN] [--rounding nearest|stochastic]]
-                  [--act-bits ...] [--grad-bits ...] [--steps N] [--seed S] [--corpus latent|zipf|PATH]
-                  [--out DIR] [--no-progress]
+                  [--act-bits ...] [--grad-bits ...] [--control none|noise|stochastic|hadamard] [--freeze embed]
+                  [--lr LR] [--steps N] [--seed S] [--corpus latent|zipf|PATH] [--out DIR] [--no-progress]
 
 ``--quant`` gives the quantization rules (:mod:`zipfrmt.nn.rules`); ``--bits``/``--act-bits``/``--grad-bits``
 are a shorthand for the rules ``linear,embed,head=…``, ``act=…`` and ``grad=…`` (a bare bit width means
@@ -83,6 +83,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         shorthand["grad"] = _spec_from(args.grad_bits, "--grad-bits", per_token=True)
     rules = [(p, s) for p, s in shorthand.items() if s is not None] + [(p, s) for p, s in rules if p not in shorthand]
     kw: dict[str, Any] = {"quant": tuple(rules)}
+    if args.control is not None:
+        kw["control"] = args.control
+    if args.freeze is not None:
+        kw["freeze"] = tuple(p.strip() for p in args.freeze.split(",") if p.strip())
+    if args.lr is not None:
+        kw["lr"] = args.lr
     if args.steps is not None:
         kw["steps"] = args.steps
         kw["warmup"] = min(config.warmup, max(args.steps // 10, 0))
@@ -103,15 +109,18 @@ def run(args: argparse.Namespace) -> int:
     from zipfrmt.nn.train import train
 
     config = config_from_args(args)
+    extra = (f", control {config.control}" if config.control != "none" else "") + (
+        f", frozen {','.join(config.freeze)}" if config.freeze else "")
     print(f"zipfrmt train: {config.model.kind} d={config.model.d_model} layers={config.model.n_layers} "
-          f"V={config.model.vocab_size}, quantization {format_rules(config.quant) or 'none (fp32)'}, "
-          f"{config.steps} steps of {config.batch_size}x{config.context} tokens")
+          f"V={config.model.vocab_size}, quantization {format_rules(config.quant) or 'none (fp32)'}{extra}, "
+          f"{config.steps} steps of {config.batch_size}x{config.context} tokens at lr {config.lr:g}")
     ds = train(config, args.out, progress=not args.no_progress)
     keys = ("loss", "eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q", "emb_rank_exponent",
-            "emb_k_star_measured", "emb_k_star_predicted", "hidden_effective_rank", "hidden_anisotropy")
+            "emb_k_star_measured", "emb_k_star_predicted", "emb_below_edge_measured", "hidden_effective_rank",
+            "hidden_anisotropy", "grad_pushdown_kept")
     print("final: " + ", ".join(f"{k} {last(ds, k):.4g}" for k in keys))
     print(f"status: {ds.attrs['status']}" + (f" ({ds.attrs['reason']})" if ds.attrs["reason"] else "")
-          + f"; unigram entropy {ds.attrs['unigram_entropy']:.4f} nats")
+          + f"; unigram loss on the evaluation windows {ds.attrs['unigram_loss']:.4f} nats")
     if args.out:
         print(f"wrote {Path(args.out) / 'history.nc'}")
     else:

@@ -99,8 +99,9 @@ class TrainConfig:
 
     Probes every ``probe_every`` steps (and at the last step), evaluation every ``eval_every`` steps on
     ``eval_windows`` fixed non-overlapping held-out windows (``None``: every window of the held-out stream, up to
-    4096), Orbax checkpoints every ``checkpoint_every`` steps (when an output directory is given). The hidden
-    states the probes read are those of the first ``eval_batches · batch_size`` windows.
+    4096, rounded down to whole batches of ``eval_batches · batch_size``), Orbax checkpoints every
+    ``checkpoint_every`` steps (when an output directory is given). The hidden states the probes read are those
+    of the first ``eval_batches · batch_size`` windows.
 
     Divergence stops the run: a non-finite loss or gradient, or a training loss above ``blowup_factor · ln V``
     (three times the loss of a uniform guess by default). Collapse is recorded, not stopped on (see

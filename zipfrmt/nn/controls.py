@@ -16,8 +16,9 @@ can be attributed:
   the rest in the dead zone (QuaRot, Ashkboos et al. 2024; QuIP#, Tseng et al. 2024).
 
 All are straight-through in the backward pass, like :func:`zipfrmt.quant.fake_quant`. The control of a run is
-``TrainConfig.control``; it applies to every site its rules quantize (the optimizer state excepted, see
-:mod:`zipfrmt.nn.mechanisms`).
+``TrainConfig.control``; it applies to every site its rules quantize. For the optimizer state
+(:mod:`zipfrmt.nn.mechanisms`) ``noise`` adds the equal-energy noise to both moments (the second kept positive)
+and ``hadamard`` does not apply.
 """
 
 from __future__ import annotations

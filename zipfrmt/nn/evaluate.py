@@ -58,6 +58,9 @@ def evaluate(
         if toks.size < config.context + 1:
             raise ValueError(f"tokens: expected at least context + 1 = {config.context + 1} tokens, got {toks.size}")
         windows = eval_windows(toks.astype(np.int32), config.context, n)
+        chunk = config.eval_batches * config.batch_size
+        if n_windows is None and config.eval_windows is None and windows.shape[0] > chunk:
+            windows = eval_windows(toks.astype(np.int32), config.context, windows.shape[0] // chunk * chunk)
     elif toks.ndim == 2:
         windows = toks.astype(np.int32)
     else:

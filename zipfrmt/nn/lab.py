@@ -51,8 +51,14 @@ MECHANISMS: dict[str, tuple[str, str]] = {
     "opt": ("AdamW moments stored at b bits", "opt={s}"),
 }
 
-#: The controls of the map: ``none`` (the quantizer), three at every site, and one for ``master`` only.
+#: The controls of the map: ``none`` (the quantizer), three at every site (``hadamard`` not for ``opt``), and
+#: one for ``master`` only.
 CONTROLS = ("none", "noise", "stochastic", "hadamard", "frozen")
+
+
+def applies(mechanism: str, control: str) -> bool:
+    """Whether ``control`` is a control of ``mechanism`` (``frozen``: master only; ``hadamard``: not opt)."""
+    return not (control == "frozen" and mechanism != "master") and not (control == "hadamard" and mechanism == "opt")
 
 
 def precision_spec(precision: str) -> QuantSpec:
@@ -72,6 +78,9 @@ def mechanism_config(base: TrainConfig, mechanism: str, precision: str, control:
     if control == "frozen" and mechanism != "master":
         raise ValueError(f"control: 'frozen' (an embedding frozen at its float32 initialisation) is the control of "
                          f"mechanism 'master', got mechanism {mechanism!r}")
+    if control == "hadamard" and mechanism == "opt":
+        raise ValueError("control: 'hadamard' does not apply to the optimizer state (a rotation of the moments "
+                         "would mix those of different weights and make the second moment negative)")
     freeze = ("embed",) if control == "frozen" else ()
     if precision == "fp32":
         return dataclasses.replace(with_quant(base, None), control="none", freeze=freeze)

@@ -124,12 +124,14 @@ def quantized_adam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    control: str = "none",
 ) -> optax.GradientTransformation:
     """``optax.scale_by_adam`` whose moments are stored quantized for the weights named in ``specs``.
 
     The update of a step is the float32 Adam update of the dequantized stored moments and the new gradient
     (as ``optax.scale_by_adam`` computes it); afterwards ``m`` is stored through its site's spec and ``v``
-    through :func:`zero_free_quantize`. Stochastic rounding draws from ``fold_in(key(seed), count)``.
+    through :func:`zero_free_quantize`. Stochastic rounding draws from ``fold_in(key(seed), count)``. With
+    ``control="noise"`` the moments get equal-energy Gaussian noise instead (:func:`_noisy_moments`).
     """
     inner = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
 
@@ -142,8 +144,13 @@ def quantized_adam(
         mu, nu = adam.mu, adam.nu
         for path, (spec, transposed, i) in specs.items():
             k_m, k_v = jax.random.split(jax.random.fold_in(key, i))
-            m = _on_rows(partial(site_quantize, spec=spec, key=k_m), _get(mu, path), transposed)
-            v = _on_rows(partial(zero_free_quantize, spec=spec, key=k_v), _get(nu, path), transposed)
+            if control == "noise":
+                m0, v0 = _get(mu, path), _get(nu, path)
+                m, v = (_noisy_moments(m0.T, v0.T, spec, k_m) if transposed else _noisy_moments(m0, v0, spec, k_m))
+                m, v = (m.T, v.T) if transposed else (m, v)
+            else:
+                m = _on_rows(partial(site_quantize, spec=spec, key=k_m), _get(mu, path), transposed)
+                v = _on_rows(partial(zero_free_quantize, spec=spec, key=k_v), _get(nu, path), transposed)
             mu, nu = _set(mu, path, jax.lax.stop_gradient(m)), _set(nu, path, jax.lax.stop_gradient(v))
         return updates, QuantizedAdamState(adam._replace(mu=mu, nu=nu), state.key)
 
@@ -164,6 +171,18 @@ def frozen_mask(patterns: tuple[str, ...], model: Any) -> Callable[[Params], Any
 
 
 def opt_specs(rules: Rules, model: Any, control: str) -> dict[tuple[str, ...], tuple[QuantSpec, bool, int]]:
-    """The optimizer-state specs; the ``stochastic`` control applies (noise and rotation controls do not:
-    they would make the second moment negative or mix the moments of different weights)."""
+    """The optimizer-state specs, with the ``stochastic`` control applied (see :func:`quantized_adam` for
+    ``noise``; a rotation does not apply to the state)."""
     return {p: (control_spec(s, control), t, i) for p, (s, t, i) in site_specs(rules, model, "opt").items()}
+
+
+def _noisy_moments(m: jax.Array, v: jax.Array, spec: QuantSpec, key: PRNGKeyArray) -> tuple[jax.Array, ...]:
+    """The ``noise`` control of the optimizer state: each moment plus Gaussian noise of its quantizer's error
+    variance per scale group, the second moment kept on or above the zero-free grid's first level."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    em = group_reduce(site_quantize(m, spec, k1) - m, spec, "mean_square")
+    ev = group_reduce(zero_free_quantize(v, spec, k2) - v, spec, "mean_square")
+    floor = group_reduce(v, spec, "max") / 2.0**spec.bits
+    m2 = m + jnp.sqrt(em) * jax.random.normal(k1, m.shape, m.dtype)
+    v2 = jnp.maximum(v + jnp.sqrt(ev) * jax.random.normal(k3, v.shape, v.dtype), floor)
+    return m2, v2

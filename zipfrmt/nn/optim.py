@@ -37,7 +37,7 @@ def make_optimizer(
         parts.append(extra_transform)
     specs = opt_specs(config.quant, config.model, config.control)
     if specs:  # optax.adamw, spelled out, with the moments stored quantized
-        parts += [quantized_adam(specs, config.seed, b1=config.b1, b2=config.b2),
+        parts += [quantized_adam(specs, config.seed, b1=config.b1, b2=config.b2, control=config.control),
                   optax.add_decayed_weights(config.weight_decay), optax.scale_by_learning_rate(lr_schedule(config))]
     else:
         parts.append(optax.adamw(lr_schedule(config), b1=config.b1, b2=config.b2, weight_decay=config.weight_decay))

@@ -97,8 +97,9 @@ def embedding_probes(
     out.update(_fields(spectra.summarize_spectrum(s_fp, shape), ""))
     out["emb_below_edge_measured"] = out["emb_below_edge_predicted"] = 0.0
     if spec is None:
-        if master_spec is not None:
-            out.update(_below_edge(s_fp, s_fp, shape, quant.quantize(E, master_spec, key=_key(key)).noise_var_model))
+        if master_spec is not None:  # E is on its grid: the noise level of its grid, Widrow's mean Δ²/12
+            grid = master_spec.replace(rounding="nearest")
+            out.update(_below_edge(s_fp, s_fp, shape, quant.quantize(E, grid).noise_var_model))
         return out
     q = quantized_view(E, spec, key)
     s_q = np.asarray(spectra.singular_values(q.dequantized), np.float64)
@@ -159,14 +160,14 @@ def pushdown_kept(
     The cotangent of the cross-entropy at token ``t`` is ``c = p − onehot(y)``: the target entry pulls up
     (``p_y − 1``, the row's largest magnitude) and every other entry pushes down by ``p_i``. Quantized per
     row with absmax scales at ``b`` bits, a push-down entry survives only if ``p_i ≥ (1 − p_y)/(2L)``. Returns
-    ``Σ_t Σ_{i≠y} max(Q(c)_i, 0) / Σ_t Σ_{i≠y} p_i``.
+    ``Σ_t Σ_{i≠y} Q(c)_i / Σ_t Σ_{i≠y} p_i`` (signed, so an unbiased quantizer or noise keeps 1 on average).
     """
     p = jax.nn.softmax(logits_NxV.astype(jnp.float32), axis=-1)
     onehot = jax.nn.one_hot(targets_N, p.shape[-1], dtype=p.dtype)
     c = p - onehot
     qc = site_quantize(c, spec, key, control)
     others = 1.0 - onehot
-    return jnp.sum(jnp.maximum(qc, 0.0) * others) / jnp.maximum(jnp.sum(p * others), 1e-30)
+    return jnp.sum(qc * others) / jnp.maximum(jnp.sum(p * others), 1e-30)
 
 
 def probe_all(

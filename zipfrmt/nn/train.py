@@ -130,10 +130,11 @@ class _Recorder:
 
     def __init__(self, config: TrainConfig, data: TokenData, parts: tuple[Any, Any, Any], hist: dict[str, Any]):
         self.config, self.parts, self.hist = config, parts, hist
-        n = config.eval_windows or MAX_EVAL_WINDOWS
-        windows = eval_windows(data.eval, config.context, n)
-        self.unigram_loss = unigram_cross_entropy(data.train, windows, config.model.vocab_size)
         chunk = config.eval_batches * config.batch_size
+        windows = eval_windows(data.eval, config.context, config.eval_windows or MAX_EVAL_WINDOWS)
+        if config.eval_windows is None and windows.shape[0] > chunk:  # whole chunks: one compiled shape
+            windows = eval_windows(data.eval, config.context, windows.shape[0] // chunk * chunk)
+        self.unigram_loss = unigram_cross_entropy(data.train, windows, config.model.vocab_size)
         self.chunks = [jnp.asarray(windows[i : i + chunk]) for i in range(0, windows.shape[0], chunk)]
         self.n_windows = int(windows.shape[0])
         self.embed_spec = spec_of(config.quant, "embed")
