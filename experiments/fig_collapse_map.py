@@ -68,11 +68,10 @@ SCALES = {
     "test": Config(base=ftc.SCALES["test"].base, mechanisms=("forward", "actgrad", "master"), precisions=("2",),
                    controls=("noise", "frozen"), seeds=(0,), lrs=(3e-3,)),
     "quick": Config(base=ftc.SCALES["quick"].base, precisions=("2",), controls=("noise", "stochastic", "frozen")),
-    # The longer CPU scale behind docs/training.md: both corpora, every width, a learning-rate axis.
-    "long": Config(base=dataclasses.replace(ftc.SCALES["quick"].base, steps=400, warmup=40, probe_every=20,
-                                            eval_every=20, checkpoint_every=400),
-                   precisions=("8", "4", "3", "2", "nf4"), control_precisions=("3", "2"),
-                   corpora=("latent", "tinyshakespeare"), seeds=(0, 1), text_seeds=(0, 1), lrs=(1e-3, 3e-3, 1e-2)),
+    # The longer CPU scale behind docs/training.md (`python -m experiments.fig_collapse_map --scale long`): the
+    # quick runs and more — both corpora, every width, every control, a learning-rate axis.
+    "long": Config(base=ftc.SCALES["quick"].base, precisions=("8", "4", "3", "2", "nf4"),
+                   corpora=("latent", "tinyshakespeare"), seeds=(0, 1), text_seeds=(0, 1), lrs=(3e-3, 1e-2)),
     "full": Config(base=ftc.SCALES["full"].base, precisions=("8", "6", "4", "3", "2", "nf4", "mxfp4"),
                    control_precisions=("4", "3", "2"), corpora=("latent", "tinyshakespeare", "wikitext2"),
                    seeds=(0, 1, 2), text_seeds=(0, 1, 2), lrs=(3e-4, 6e-4, 1.2e-3)),
@@ -282,10 +281,12 @@ def _reading(rs: list[dict[str, Any]]) -> str:
             by.setdefault(r["control"], []).append(r)
         if by:
             parts = []
+            recovers = {}
             for ctrl, cg in by.items():
-                verdict = "fails too" if any(_fails(r) for r in cg) else "recovers"
-                parts.append(f"{ctrl}: gap {_spread([r['gap'] for r in cg])} ({verdict})")
-            line += ". Controls — " + "; ".join(parts)
+                recovers[ctrl] = not any(_fails(r) for r in cg)
+                parts.append(f"{ctrl}: gap {_spread([r['gap'] for r in cg])} "
+                             f"({'recovers' if recovers[ctrl] else 'fails too'})")
+            line += ". Controls — " + "; ".join(parts) + _control_reading(mech, recovers)
         leads = [r["lead_emb"] for r in g if math.isfinite(r["lead_emb"])]
         if leads:
             line += (f". The embedding probe departed {_spread(leads)} steps before the loss "
@@ -293,6 +294,27 @@ def _reading(rs: list[dict[str, Any]]) -> str:
         text.append(line + ".")
     text.append(_dose_reading(rs))
     return " ".join(text)
+
+
+def _control_reading(mechanism: str, recovers: dict[str, bool]) -> str:
+    """What the controls of one failing mechanism say about its cause."""
+    out = []
+    if recovers.get("stochastic"):
+        out.append("unbiased rounding on the same grid recovers, so the failure is the bias of round-to-nearest, "
+                   "not the grid's noise floor")
+    if recovers.get("noise"):
+        out.append("noise of the same energy is harmless")
+    elif "noise" in recovers:
+        out.append("noise of the same energy fails too" + (" (for master weights it accumulates every step)"
+                                                            if mechanism == "master" else ""))
+    if "frozen" in recovers:
+        out.append("with the embedding frozen at float32 the failure " +
+                   ("disappears: it goes through the embedding" if recovers["frozen"] else
+                    "remains: it does not go through the embedding"))
+    if "hadamard" in recovers:
+        out.append("a Hadamard rotation " + ("recovers (outliers set the scales)" if recovers["hadamard"] else
+                                             "does not help (not an outlier/range effect)"))
+    return " — " + "; ".join(out) if out else ""
 
 
 def _dose_reading(rs: list[dict[str, Any]]) -> str:
@@ -329,3 +351,23 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
     return float(spearmanr(x, y).statistic)
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the CPU run behind docs/training.md
+    """Runs the map at a scale (``long``: the one docs/training.md reads) and draws it into ``--out``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="the collapse map at any scale (docs/training.md: --scale long)")
+    ap.add_argument("--scale", default="long", choices=tuple(SCALES))
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--out", default="docs/collapse_map", help="where its figure and table go")
+    args = ap.parse_args(argv)
+    ds = run(SCALES[args.scale], root=args.results, progress=True)
+    for p in render(ds, args.out):
+        print(f"wrote {p}", file=sys.stderr)
+    print(describe(ds))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

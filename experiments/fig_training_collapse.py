@@ -81,7 +81,7 @@ class Config:
 SCALES = {
     "test": Config(base=_base("test"), precisions=("fp32", "4", "2"), corpora=("latent",), seeds=(0,),
                    axis2_bits=(3,), axis2_granularities=("row",), axis2_roundings=("stochastic",)),
-    "quick": Config(base=_base("quick"), precisions=("fp32", "8", "4", "3", "2"), text_precisions=("fp32", "4", "2")),
+    "quick": Config(base=_base("quick"), precisions=("fp32", "4", "3", "2"), text_precisions=("fp32", "4", "2")),
     "full": Config(base=_base("full"), corpora=("latent", "tinyshakespeare", "wikitext2"), seeds=(0, 1, 2),
                    text_seeds=(0, 1, 2), axis2_bits=(4, 3),
                    axis2_granularities=("tensor", "row", "group32", "group128")),

@@ -19,9 +19,9 @@ Lemma 3.1 holds only over the head ranks — past ``k_head`` the mass of the tok
 own lifts a floor and flattens the spectrum — and the PPMI-SVD spectrum decays as a much flatter power law
 (a ≈ 0.09 on the sampled corpora) whatever s is: PMI divides out the unigram frequencies.
 
-Real text comes from ``Config.data_dir`` (default ``../shared/data`` beside the repository, where development
-copies of tinyshakespeare and wikitext2-valid live); when that folder or a file is missing the figure is drawn
-without it and :func:`describe` says so. Nothing is downloaded.
+Real text comes from ``Config.data_dir`` (default the repository's ``data/``, which ships tinyshakespeare and
+wikitext2-valid with their licences); when that folder or a file is missing the figure is drawn without it and
+:func:`describe` says so. Nothing is downloaded.
 
 Hook for a trained model: every spectrum lives on the ``embedding`` dimension (``"lemma31"``, ``"ppmi_svd"``).
 To add an embedding learnt by training on each corpus, register a function in :data:`EMBEDDINGS` (it receives
@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from experiments.outputs import figure_path
+from experiments.outputs import DATA_DIR, figure_path
 from zipfrmt import corpus, embeddings, plots, spectra, sweep
 
 NAME = "fig_zipf_to_powerlaw"
@@ -55,9 +55,8 @@ TEXTS = ("tinyshakespeare", "wikitext2-valid")
 
 
 def default_data_dir() -> str | None:
-    """``../shared/data`` beside the repository when that folder exists, else ``None`` (no real text)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return str(path) if path.is_dir() else None
+    """The repository's ``data/`` folder (:data:`experiments.outputs.DATA_DIR`) when it exists, else ``None``."""
+    return str(DATA_DIR) if DATA_DIR.is_dir() else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +285,7 @@ def describe(ds: Any) -> str:
     requested = cfg.get("texts", [])
     missing = [t for t in requested if t not in set(key.get("texts_found", []))]
     if missing:
-        where = key.get("data_dir") or "../shared/data (not found)"
+        where = Path(key["data_dir"]).name + "/" if key.get("data_dir") else "data/ (not found)"
         parts.append(f"Real text not found in {where}: {', '.join(missing)} — drawn without "
                      f"{'it' if len(missing) == 1 else 'them'}.")
     if "lemma31" in embs:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-#: Real text for tests: ../shared/data beside the repository (present in development and CI).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Real text for tests: the repository's own data/ (tinyshakespeare, wikitext2-valid, with their licences).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 def power_law_np(V: int, d: int, a: float, seed: int = 0, dtype=np.float32) -> np.ndarray:
@@ -26,7 +26,6 @@ def lapack_sv(W: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real text not found at {SHARED_DATA}")
-    return SHARED_DATA
+def text_data() -> Path:
+    assert DATA_DIR.is_dir(), f"the repository's texts are missing from {DATA_DIR}"
+    return DATA_DIR

@@ -387,36 +387,36 @@ def test_fit_zipf_of_equal_counts_is_zero():
 # ----------------------------------------------------------------------------------------------------------
 
 
-def test_wikitext2_valid_zipf_exponent(shared_data):
+def test_wikitext2_valid_zipf_exponent(text_data):
     """Convention: whitespace tokens exactly as in the file (str.split: punctuation tokens and the literal
     <unk> count as types), no vocabulary cap, MLE of the truncated Zipf law over all ranks 1..V (V = 13,776
     types, N = 213,886 tokens). Measured ŝ = 1.01185 (data README: ≈ 1.01); pinned to ±1e-4."""
-    tc = C.read_text(shared_data / "wikitext2-valid.txt")
+    tc = C.read_text(text_data / "wikitext2-valid.txt")
     assert len(tc.tokens) == 213_886 and len(tc.vocab) == 13_776
     fit = C.fit_zipf(tc.counts)
     assert fit.s == pytest.approx(1.01185, abs=1e-4)
 
 
-def test_tinyshakespeare_zipf_exponent(shared_data):
+def test_tinyshakespeare_zipf_exponent(text_data):
     """Same convention (case and punctuation kept: "king," and "King" are distinct types), V = 25,670 types,
     N = 202,651 tokens. Measured ŝ = 0.94963 (data README: ≈ 0.95); pinned to ±1e-4."""
-    tc = C.read_text(shared_data / "tinyshakespeare.txt")
+    tc = C.read_text(text_data / "tinyshakespeare.txt")
     assert len(tc.tokens) == 202_651 and len(tc.vocab) == 25_670
     fit = C.fit_zipf(tc.counts)
     assert fit.s == pytest.approx(0.94963, abs=1e-4)
 
 
-def test_read_text_ids_are_ranks_and_counts_add_up(shared_data):
-    tc = C.read_text(shared_data / "wikitext2-valid.txt")
+def test_read_text_ids_are_ranks_and_counts_add_up(text_data):
+    tc = C.read_text(text_data / "wikitext2-valid.txt")
     np.testing.assert_array_equal(np.bincount(tc.tokens, minlength=len(tc.vocab)), tc.counts)
     assert np.all(np.diff(tc.counts) <= 0)
-    words = (shared_data / "wikitext2-valid.txt").read_text(encoding="utf-8").split()
+    words = (text_data / "wikitext2-valid.txt").read_text(encoding="utf-8").split()
     assert [tc.vocab[i] for i in tc.tokens[:50]] == words[:50]
     assert tc.unk_id is None and tc.n_distinct == len(tc.vocab)
 
 
-def test_read_text_max_vocab_maps_the_rest_to_unk_and_merges_the_literal_unk(shared_data):
-    path = shared_data / "wikitext2-valid.txt"
+def test_read_text_max_vocab_maps_the_rest_to_unk_and_merges_the_literal_unk(text_data):
+    path = text_data / "wikitext2-valid.txt"
     full = C.read_text(path)
     tc = C.read_text(path, max_vocab=1000)
     assert len(tc.vocab) == 1000 and tc.tokens.dtype == np.int32
@@ -432,8 +432,8 @@ def test_read_text_max_vocab_maps_the_rest_to_unk_and_merges_the_literal_unk(sha
     assert len(C.read_text(path, max_vocab=full.n_distinct).vocab) == full.n_distinct
 
 
-def test_read_text_byte_tokenizer_round_trips(shared_data):
-    path = shared_data / "tinyshakespeare.txt"
+def test_read_text_byte_tokenizer_round_trips(text_data):
+    path = text_data / "tinyshakespeare.txt"
     tc = C.read_text(path, "byte")
     raw = path.read_bytes()
     assert len(tc.tokens) == len(raw) == 1_115_394

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import SHARED_DATA
+from conftest import DATA_DIR
 
 from experiments import fig_zipf_to_powerlaw as fig
 from zipfrmt import sweep
@@ -13,11 +13,9 @@ from zipfrmt import sweep
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    """Test scale with tinyshakespeare from ../shared/data (skipped where it is absent), computed once."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real text not found at {SHARED_DATA}")
+    """Test scale with tinyshakespeare from the repository's data/, computed once."""
     root = tmp_path_factory.mktemp("results")
-    config = dataclasses.replace(fig.SCALES["test"], data_dir=str(SHARED_DATA))
+    config = dataclasses.replace(fig.SCALES["test"], data_dir=str(DATA_DIR))
     return config, root, fig.run(config, root=root, progress=False)
 
 
@@ -39,9 +37,9 @@ def test_run_render_and_rerender_from_disk_without_recomputing(result, tmp_path,
     assert all(p.parent == tmp_path / "figures" and p.stat().st_size > 0 for p in paths)
 
 
-def test_describe_reads_its_numbers_from_the_dataset(result, shared_data):
+def test_describe_reads_its_numbers_from_the_dataset(result, text_data):
     _, _, ds = result
-    assert (shared_data / "tinyshakespeare.txt").is_file()
+    assert (text_data / "tinyshakespeare.txt").is_file()
     text = fig.describe(ds)
     s_hat = ds["zipf_s"].sel(corpus="tinyshakespeare").item()
     assert f"{s_hat:.3f}" in text and "tinyshakespeare" in text

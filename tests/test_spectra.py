@@ -226,9 +226,9 @@ def pareto_sigma(n: int, alpha: float, seed: int) -> np.ndarray:
     return np.sqrt(lam)
 
 
-def real_spectrum(shared_data) -> np.ndarray:
+def real_spectrum(text_data) -> np.ndarray:
     """Singular values of log(1 + co-occurrence counts) of tiny Shakespeare (600 words × 300 contexts)."""
-    words = (shared_data / "tinyshakespeare.txt").read_text().lower().split()
+    words = (text_data / "tinyshakespeare.txt").read_text().lower().split()
     vocab, counts = np.unique(words, return_counts=True)
     order = np.argsort(-counts)
     rank = {w: i for i, w in enumerate(vocab[order])}
@@ -266,9 +266,9 @@ def test_xmin_scan_equals_direct_float64_loop_on_pareto_samples(alpha, seed):
     assert ours.alpha == pytest.approx(alpha, abs=4 * ours.sigma_alpha + 0.05)
 
 
-def test_xmin_scan_equals_direct_float64_loop_on_real_spectra(shared_data):
+def test_xmin_scan_equals_direct_float64_loop_on_real_spectra(text_data):
     spectra = {
-        "tinyshakespeare co-occurrence": real_spectrum(shared_data),
+        "tinyshakespeare co-occurrence": real_spectrum(text_data),
         "power-law matrix": lapack_sv(power_law_np(2000, 300, 0.6)),
         "gaussian matrix": lapack_sv(np.random.default_rng(7).standard_normal((900, 300))),
     }

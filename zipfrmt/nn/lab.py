@@ -15,7 +15,10 @@ opt         AdamW's moments stored at ``b`` bits (the second moment on a zero-fr
 
 A **control** (:mod:`zipfrmt.nn.controls`) replaces the quantizer at the same sites: equal-energy Gaussian
 noise, stochastic rounding, a Hadamard rotation — and for ``master`` the embedding frozen at its float32
-initialisation (``frozen``; its reference is the fp32 run with the same frozen embedding).
+initialisation (``frozen``; its reference is the fp32 run with the same frozen embedding). A frozen tied table
+would freeze the output head too, so the ``frozen`` run and its twin untie the head. For master weights the
+noise control adds the equal-energy noise to the weights every step, where it accumulates (a random walk),
+while round-to-nearest snaps back to the grid: it is the harsher of the two.
 
 :func:`run_summary` reduces a run to the quantities the attribution needs, against its fp32 twin: the final
 held-out loss gap, the status, the **dose** (the fraction of the embedding's singular values below its
@@ -82,6 +85,8 @@ def mechanism_config(base: TrainConfig, mechanism: str, precision: str, control:
         raise ValueError("control: 'hadamard' does not apply to the optimizer state (a rotation of the moments "
                          "would mix those of different weights and make the second moment negative)")
     freeze = ("embed",) if control == "frozen" else ()
+    if control == "frozen":  # a frozen tied table would freeze the head as well
+        base = dataclasses.replace(base, model=dataclasses.replace(base.model, tie_embeddings=False))
     if precision == "fp32":
         return dataclasses.replace(with_quant(base, None), control="none", freeze=freeze)
     spec = precision_spec(precision).label
