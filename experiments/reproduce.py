@@ -56,6 +56,18 @@ def _section(module: Any, paths: list[Path], paper: Path, text: str) -> str:
     return "\n".join(lines)
 
 
+def _sections(report: Path, scale: str) -> dict[str, str]:
+    """The ``## …`` sections of an existing report at the same scale, by heading (empty when there is none)."""
+    if not report.is_file() or f"reproduction report ({scale} scale)" not in report.read_text().split("\n", 1)[0]:
+        return {}
+    out: dict[str, str] = {}
+    for block in ("\n" + report.read_text()).split("\n## ")[1:]:
+        title = "## " + block.split("\n", 1)[0]
+        if "Not computed yet" not in block:
+            out[title] = ("## " + block).rstrip() + "\n"
+    return out
+
+
 def reproduce(
     scale: str = "quick",
     only: Sequence[str] | None = None,
@@ -87,6 +99,7 @@ def reproduce(
     writable_dir(paper / "tables", "paper")
     results = writable_dir(results, "results")
 
+    previous = _sections(paper / "REPORT.md", scale)  # a partial run keeps what a complete run wrote
     sections: list[str] = []
     total = time.perf_counter()
     for i, name in enumerate(EXPERIMENTS):
@@ -99,16 +112,26 @@ def reproduce(
             continue
         seconds = None
         if name in names:
-            was_cached = not force and sweep.result_path(name, config, results).exists()  # for the log only
+            path = sweep.result_path(name, config, results)
+            was_cached = not force and path.exists()
+            stamp = path.stat().st_mtime_ns if was_cached else None
             print(f"{prefix}: {'reading cache' if was_cached else 'running'} …", file=log, flush=True)
             t0 = time.perf_counter()
             ds = module.run(config, root=results, force=force, progress=progress)
             seconds = time.perf_counter() - t0
+            # a cached file that was unreadable or stale has been recomputed and rewritten: say so
+            was_cached = was_cached and path.exists() and path.stat().st_mtime_ns == stamp
         else:
             ds = sweep.load_cached(name, config, results)
             if ds is None:
-                sections.append(f"## {name.replace('_', ' ')}\n\n*{module.CAPTION}*\n\nNot computed yet at scale "
-                                f"`{scale}`: run `zipfrmt reproduce --scale {scale} --only {name}`.\n")
+                title = f"## {name.replace('_', ' ')}"
+                if title in previous:  # keep the section (and the figure or table files) of an earlier run
+                    print(f"{prefix}: not run and no cached result here; keeping its section of the existing "
+                          f"{paper / 'REPORT.md'}", file=log)
+                    sections.append(previous[title])
+                else:
+                    sections.append(f"{title}\n\n*{module.CAPTION}*\n\nNot computed yet at scale `{scale}`: run "
+                                    f"`zipfrmt reproduce --scale {scale} --only {name}`.\n")
                 continue
         paths = module.render(ds, paper)
         sections.append(_section(module, paths, paper, module.describe(ds)))

@@ -86,7 +86,8 @@ def run(config: Config, *, root: str | Path = "results", force: bool = False, pr
         data.update({f"predicted_{f}": ("setting", np.array([_num(r["predicted"][f]) for r in rows]))
                      for f in _PREDICTED})
         data["regime"] = ("setting", np.array([r["regime"] for r in rows]))
-        coords = {"bits": ("setting", [r["bits"] for r in rows]),
+        coords = {"spec": ("setting", [r["spec"] for r in rows]),
+                  "bits": ("setting", [r["bits"] for r in rows]),
                   "granularity": ("setting", [r["granularity"] for r in rows]),
                   "rounding": ("setting", [r["rounding"] for r in rows])}
         fp = rep["fp"]

@@ -576,3 +576,10 @@ def test_read_text_rejects_bad_input(tmp_path):
         C.read_text(text, max_vocab=2, unk="un k")
     capped = C.read_text(text, max_vocab=2)
     assert capped.vocab == ("a", "<unk>") and list(capped.counts) == [3, 3]
+
+
+def test_read_text_ignores_a_byte_order_mark(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes("\ufeffhello world hello".encode("utf-8"))
+    text = C.read_text(p, "word")
+    assert text.vocab[0] == "hello" and "\ufeffhello" not in text.vocab

@@ -173,3 +173,35 @@ def test_experiment_settings_and_table():
     assert len(gran) == 12 and {s.granularity for _, s, _ in gran} == {"tensor", "row", "group"}
     table = summary_table([{"corpus": "latent", "setting": "int4", "seed": 0, "eval_loss": 4.1, "status": "ok"}])
     assert table.splitlines()[2].startswith("| latent | int4 | 0 | 4.1 |")
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_history_then_resumes_bit_for_bit(tmp_path, monkeypatch):
+    import importlib
+
+    T = importlib.import_module("zipfrmt.nn.train")  # the module (zipfrmt.nn.train is also the function)
+
+    cfg = dataclasses.replace(MICRO, checkpoint_every=100)  # no regular checkpoint before the end
+    straight = train(cfg, tmp_path / "a", progress=False)
+    real, calls = T.train_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="after 7 steps.*run the same command to resume"):
+        train(cfg, tmp_path / "b", progress=False)
+    saved = xr.load_dataset(tmp_path / "b" / "history.nc")
+    assert saved.attrs["status"] == "interrupted" and saved.sizes["step"] == 8
+    monkeypatch.setattr(T, "train_step", real)
+    _same(straight, train(cfg, tmp_path / "b", progress=False))
+
+
+def test_cli_train_out_must_be_a_folder(tmp_path, capsys):
+    f = tmp_path / "afile.txt"
+    f.write_text("x")
+    assert main(["train", "tiny", "--steps", "2", "--out", str(f), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "out_dir" in err and "afile.txt" in err

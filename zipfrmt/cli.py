@@ -282,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
 
     repro = sub.add_parser("reproduce", help="run the experiments; write paper/figures, paper/tables, paper/REPORT.md")
-    repro.add_argument("--scale", choices=("quick", "full"), default="quick",
-                     help="quick: this CPU, about 15 minutes in all; full: a GPU, what a paper prints")
+    repro.add_argument("--scale", choices=("test", "quick", "full"), default="quick",
+                       help="quick: this CPU, 10-15 minutes in all; full: a GPU, what a paper prints; test: seconds, "
+                            "for the tests")
     repro.add_argument("--only", nargs="+", default=None, metavar="NAME",
                      help="run only these experiments (the report still shows the others from their cache)")
     repro.add_argument("--force", action="store_true", help="recompute instead of reading cached results")

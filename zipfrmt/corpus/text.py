@@ -50,7 +50,7 @@ def _read_one(path: Any, binary: bool) -> str | bytes:
     except OSError as exc:
         raise OSError(f"paths: cannot read '{p}': {exc}") from exc
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first word
     except UnicodeDecodeError as exc:
         if not binary:
             raise ValueError(f"paths: '{p}' is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc

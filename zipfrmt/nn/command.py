@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"zipfrmt train: {config.model.kind} d={config.model.d_model} layers={config.model.n_layers} "
           f"V={config.model.vocab_size}, quantization {format_rules(config.quant) or 'none (fp32)'}{extra}, "
           f"{config.steps} steps of {config.batch_size}x{config.context} tokens at lr {config.lr:g}")
-    ds = train(config, args.out, progress=not args.no_progress)
+    import signal
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)  # a killed job saves like Ctrl-C
+    try:
+        ds = train(config, args.out, progress=not args.no_progress)
+    except KeyboardInterrupt as exc:
+        print(f"zipfrmt train: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     keys = ("loss", "eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q", "emb_rank_exponent",
             "emb_k_star_measured", "emb_k_star_predicted", "emb_below_edge_measured", "hidden_effective_rank",
             "hidden_anisotropy", "grad_pushdown_kept")

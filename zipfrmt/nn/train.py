@@ -197,6 +197,9 @@ def train(
       reference: a full-precision history of the same setting, for the rank part of the collapse criterion.
       stop_after: stop (as if interrupted) after this many steps, leaving the checkpoints for a resume.
 
+    A ``KeyboardInterrupt`` (Ctrl-C) during training saves a checkpoint of the last completed step and the
+    history so far in ``out_dir`` (status ``interrupted``) and is raised again with a message saying so.
+
     Returns:
       The history ``xarray.Dataset`` (dim ``step``); attrs: ``config`` (JSON), ``zipfrmt_version``, ``status``
       (``ok``/``diverged``/``collapsed``/``interrupted``), ``reason``, ``stopped_at`` (−1 if it ran to the end),
@@ -223,13 +226,16 @@ def train(
     static, seed = dataclasses.replace(config, seed=0), jnp.asarray(config.seed, jnp.int32)
     status, reason, stopped_at = "ok", "", -1
     bar = _progress_bar(config, start) if progress else None
+    done, saved, user_stop = start, start, False  # the last completed and the last checkpointed step
     try:
         if start == 0:
             record(0, params)
         for t in range(start, config.steps):
             s = t + 1
-            params, opt_state, loss, gnorm = train_step(graphdef, static, extra_transform, template, rest, params,
-                                                        opt_state, jnp.asarray(t, jnp.int32), tokens, seed)
+            new = train_step(graphdef, static, extra_transform, template, rest, params, opt_state,
+                             jnp.asarray(t, jnp.int32), tokens, seed)
+            params, opt_state, loss, gnorm = new
+            done = s
             loss, gnorm = float(loss), float(gnorm)
             hist["loss"][s], hist["grad_norm"][s], hist["lr"][s] = loss, gnorm, float(schedule(t))
             if (why := _divergence(loss, gnorm, s, config)) is not None:
@@ -243,9 +249,15 @@ def train(
             interrupt = stop_after is not None and stop_after <= s < config.steps
             if mgr is not None and (s % config.checkpoint_every == 0 or s == config.steps or interrupt):
                 checkpoint.save(mgr, s, {"params": params, "opt_state": opt_state, "history": hist})
+                saved = s
             if interrupt:
                 status, reason, stopped_at = "interrupted", f"stopped after {s} steps (stop_after)", s
                 break
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, which `zipfrmt train` turns into it): keep what is done
+        user_stop = True
+        status, reason, stopped_at = "interrupted", f"interrupted by the user after {done} steps", done
+        if mgr is not None and done > saved:
+            checkpoint.save(mgr, done, {"params": params, "opt_state": opt_state, "history": hist})
     finally:
         if bar is not None:
             bar.close()
@@ -264,6 +276,10 @@ def train(
             ds.attrs["status"], ds.attrs["reason"] = "collapsed", why
     if out is not None:
         write_history(ds, out)
+    if user_stop:
+        raise KeyboardInterrupt(f"training interrupted after {done} steps; "
+                                + (f"checkpoint and history saved in '{out}': run the same command to resume"
+                                   if out is not None else "nothing saved (no out_dir)"))
     return ds
 
 
