@@ -139,15 +139,12 @@ def _fails(row: dict[str, Any]) -> bool:
     return row["status"] in ("collapsed", "diverged") or not (row["gap"] <= FAIL_GAP)
 
 
-def _summaries(key: Any, points: list[dict[str, Any]], root: Path, force: bool, progress: bool, name: str,
-               config: Config | None = None) -> Any:
-    """The run summaries of ``points``, cached under ``name`` keyed by ``key`` (the config, and for the
-    controls also their points, which depend on phase 1)."""
-    config = key if config is None else config
+def _summaries(config: Config, points: list[dict[str, Any]], root: Path, force: bool, progress: bool, name: str,
+               forced: set[Any]) -> Any:
+    """The run summaries of ``points``, cached under ``name`` keyed by the config and the points (which depend on
+    the texts found and, for the controls, on phase 1). ``forced``: the runs already retrained by ``force``."""
     from zipfrmt.nn.experiment import train_cached
     from zipfrmt.nn.lab import run_summary
-
-    forced: set[Any] = set()
 
     def train(cfg: Any, reference: Any = None) -> Any:
         hist = train_cached(cfg, root, reference=reference, force=force and cfg not in forced)
@@ -168,6 +165,7 @@ def _summaries(key: Any, points: list[dict[str, Any]], root: Path, force: bool, 
                    for k in ("eval_loss", "hidden_effective_rank", "emb_stable_rank")}
         return xr.Dataset({**{k: ((), v) for k, v in row.items()}, **curves}, coords={"step": steps})
 
+    key = {"config": config, "points": points}
     return sweep.run_grid(name, key, points, compute, root=root, force=force, progress=progress, dim="run")
 
 
@@ -175,12 +173,12 @@ def run(config: Config, *, root: str | Path = "results", force: bool = False, pr
     import xarray as xr
 
     root = Path(root)
-    phase1 = _summaries(config, base_points(config), root, force, progress, NAME)
+    forced: set[Any] = set()  # shared fp32 twins are retrained once under force
+    phase1 = _summaries(config, base_points(config), root, force, progress, NAME, forced)
     controls = control_points(config, phase1)
     if not controls:
         return phase1
-    phase2 = _summaries({"config": config, "points": controls}, controls, root, force, progress,
-                        NAME + "_controls", config)
+    phase2 = _summaries(config, controls, root, force, progress, NAME + "_controls", forced)
     for ds in (phase1, phase2):
         for var in ds.variables.values():
             var.encoding = {}
@@ -267,10 +265,12 @@ def _reading(rs: list[dict[str, Any]]) -> str:
                     f"{FAIL_GAP:g} nats of fp32, no collapse) for: {', '.join(ok)}.")
     for (corpus, mech, prec, lr), g in sorted(failing.items(), key=lambda kv: list(MECHANISMS).index(kv[0][1])):
         statuses = ", ".join(sorted({r["status"] for r in g}))
+        n_fail = sum(_fails(r) for r in g)
         emb, hid = _spread([r["emb_stable_rank_ratio"] for r in g]), _spread([r["hidden_rank_ratio"] for r in g])
-        line = (f"**{mech}** at {prec} ({corpus}, lr {lr:g}) fails: gap {_spread([r['gap'] for r in g])} nats over "
-                f"{len(g)} seed(s) ({statuses}); embedding stable rank ×{emb}, hidden effective rank ×{hid} of "
-                f"fp32, below-edge fraction {_spread([r['below_edge'] for r in g])}")
+        line = (f"**{mech}** at {prec} ({corpus}, lr {lr:g}) fails in {n_fail} of {len(g)} seed(s): gap "
+                f"{_spread([r['gap'] for r in g])} nats ({statuses}); stable rank of the table the forward pass "
+                f"reads ×{emb}, hidden effective rank ×{hid} of fp32, below-edge fraction "
+                f"{_spread([r['below_edge'] for r in g])}")
         push = [r["pushdown_kept"] for r in g if math.isfinite(r["pushdown_kept"])]
         if push:
             line += f", push-down mass kept {_spread(push)}"
@@ -286,62 +286,72 @@ def _reading(rs: list[dict[str, Any]]) -> str:
                 recovers[ctrl] = not any(_fails(r) for r in cg)
                 parts.append(f"{ctrl}: gap {_spread([r['gap'] for r in cg])} "
                              f"({'recovers' if recovers[ctrl] else 'fails too'})")
-            line += ". Controls — " + "; ".join(parts) + _control_reading(mech, recovers)
+            line += ". Controls — " + "; ".join(parts)
+            if n_fail == len(g):  # read the controls only against a failure every seed shows
+                line += _control_reading(mech, recovers)
+            else:
+                line += " — the failure is not consistent across seeds, so the controls are not read"
         leads = [r["lead_emb"] for r in g if math.isfinite(r["lead_emb"])]
         if leads:
-            line += (f". The embedding probe departed {_spread(leads)} steps before the loss "
-                     "(negative: after)")
+            line += (f". The stored embedding's stable rank departed from fp32's {_spread(leads)} steps before the "
+                     "loss did (negative: after)")
         text.append(line + ".")
     text.append(_dose_reading(rs))
     return " ".join(text)
 
 
 def _control_reading(mechanism: str, recovers: dict[str, bool]) -> str:
-    """What the controls of one failing mechanism say about its cause."""
+    """What the controls of one (consistently) failing mechanism say about its cause."""
     out = []
     if recovers.get("stochastic"):
-        out.append("unbiased rounding on the same grid recovers, so the failure is the bias of round-to-nearest, "
-                   "not the grid's noise floor")
+        out.append("stochastic rounding on the same grid recovers, so round-to-nearest's bias, not the grid's "
+                   "resolution, makes it fail" if mechanism != "opt" else
+                   "stochastic rounding of the stored moments recovers, so round-to-nearest's bias makes it fail")
     if recovers.get("noise"):
         out.append("noise of the same energy is harmless")
     elif "noise" in recovers:
         out.append("noise of the same energy fails too" + (" (for master weights it accumulates every step)"
                                                             if mechanism == "master" else ""))
     if "frozen" in recovers:
-        out.append("with the embedding frozen at float32 the failure " +
-                   ("disappears: it goes through the embedding" if recovers["frozen"] else
-                    "remains: it does not go through the embedding"))
+        out.append("with the embedding frozen at float32 it " +
+                   ("recovers: the failure needs the embedding on the grid" if recovers["frozen"] else
+                    "still fails: the failure does not need the embedding"))
     if "hadamard" in recovers:
-        out.append("a Hadamard rotation " + ("recovers (outliers set the scales)" if recovers["hadamard"] else
-                                             "does not help (not an outlier/range effect)"))
+        out.append("a Hadamard rotation " + ("recovers" if recovers["hadamard"] else "does not help"))
     return " — " + "; ".join(out) if out else ""
 
 
 def _dose_reading(rs: list[dict[str, Any]]) -> str:
-    """Does the gap follow the dose across mechanisms? Rank correlation and the decisive comparisons."""
-    pts = [(r["below_edge"], r["gap"], r["mechanism"]) for r in rs
-           if math.isfinite(r["below_edge"]) and math.isfinite(r["gap"])]
+    """Does the failure follow the dose across mechanisms? Rank correlation and the two decisive counts.
+
+    The dose is the share of the embedding's singular values below its quantizer's noise edge (0 where no
+    quantizer touches the embedding). Failure without dose says flattening by a quantizer is not necessary;
+    dose without failure says it is not sufficient. Whether it causes a given failure is the controls' question.
+    """
+    pts = [(r["below_edge"], r["gap"], r["mechanism"], _fails(r)) for r in rs if math.isfinite(r["below_edge"])]
     if len(pts) < 3:
         return "Too few runs for a dose–response reading."
-    x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-    rho = _spearman(x, y)
-    fail_no_dose = [p for p in pts if p[1] > FAIL_GAP and p[0] < 0.05]
-    dose_no_fail = [p for p in pts if p[0] >= 0.25 and p[1] <= FAIL_GAP]
-    out = (f"Dose–response over {len(pts)} runs: Spearman ρ(below-edge fraction, gap) = {rho:.2f}. "
-           f"{len(fail_no_dose)} run(s) fail with no embedding below its noise edge"
-           + (f" ({', '.join(sorted({p[2] for p in fail_no_dose}))})" if fail_no_dose else "")
-           + f", and {len(dose_no_fail)} run(s) have ≥ 25% of the embedding's spectrum below the edge without "
-           "failing" + (f" ({', '.join(sorted({p[2] for p in dose_no_fail}))})" if dose_no_fail else "") + ". ")
+    x = np.array([p[0] for p in pts])
+    y = np.array([p[1] if math.isfinite(p[1]) else np.nan for p in pts])
+    ok = np.isfinite(y)
+    rho = _spearman(x[ok], y[ok])
+    fail_no_dose = [p for p in pts if p[3] and p[0] == 0.0]
+    dose_no_fail = [p for p in pts if not p[3] and p[0] >= 0.25]
+    out = (f"Dose–response over {len(pts)} runs: Spearman ρ(below-edge fraction, gap) = {rho:.2f} "
+           f"(diverged runs left out of ρ). {len(fail_no_dose)} failing run(s) have no quantizer on the embedding "
+           "at all" + (f" ({', '.join(sorted({p[2] for p in fail_no_dose}))})" if fail_no_dose else "")
+           + f", and {len(dose_no_fail)} run(s) have ≥ 25% of the embedding's spectrum below the noise edge and "
+           "do not fail" + (f" ({', '.join(sorted({p[2] for p in dose_no_fail}))})" if dose_no_fail else "") + ". ")
     if fail_no_dose and dose_no_fail:
-        out += ("The points do not fall on one curve: failure happens without flattening and flattening "
-                "without failure, so at this scale spectral flattening of the embedding is **not** the cause "
-                "of the collapse it accompanies.")
+        out += ("The points do not fall on one curve: at this scale the embedding's spectral flattening by a "
+                "quantizer is neither necessary nor sufficient for the failures; the controls above say what "
+                "causes each.")
     elif fail_no_dose:
-        out += "Failures without flattening: flattening is not necessary for collapse here."
+        out += "Failures happen without any flattening of the embedding: it is not necessary for them here."
     elif dose_no_fail:
-        out += "Flattening without failure: flattening is not sufficient for collapse here."
+        out += "Flattening happens without failure: it is not sufficient for failure here."
     else:
-        out += "The failures and the flattening go together; the controls decide whether one causes the other."
+        out += "Failure and flattening go together here; the controls decide whether one causes the other."
     return out
 
 

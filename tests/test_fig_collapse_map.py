@@ -63,7 +63,8 @@ def test_table_lists_every_run_and_renders_from_disk(result, tmp_path, monkeypat
                 "below-edge fraction"):
         assert f"| {col} |" in header or header.startswith(f"| {col} ")
     assert any(p.suffix == ".png" and p.stat().st_size > 10_000 for p in paths)
-    assert sweep.load_cached(fig.NAME, fig.SCALES["test"], root) is not None
+    config = fig.SCALES["test"]
+    assert sweep.load_cached(fig.NAME, {"config": config, "points": fig.base_points(config)}, root) is not None
 
 
 def test_reading_quotes_the_dataset(result):

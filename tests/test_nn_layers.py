@@ -22,7 +22,8 @@ from zipfrmt.nn import (
     quant_sites,
     with_quant,
 )
-from zipfrmt.nn.layers import Ctx, QLinear, quantize_grad, quantize_rows
+from zipfrmt.nn.controls import site_quantize as quantize_rows
+from zipfrmt.nn.layers import Ctx, QLinear, quantize_grad
 
 W = jax.random.normal(jax.random.key(0), (48, 32))
 

@@ -121,7 +121,7 @@ def specs_from_args(args: argparse.Namespace) -> list[Any]:
     any file is read; shapes are checked against the matrix before anything is computed.
     """
     from zipfrmt import analyze
-    from zipfrmt.quant import QuantSpec
+    from zipfrmt.quant import QuantSpec, parse_granularity
 
     shorthand = {"--bits": args.bits, "--granularity": args.granularity, "--rounding": args.rounding}
     given = [k for k, v in shorthand.items() if v is not None]
@@ -143,7 +143,7 @@ def specs_from_args(args: argparse.Namespace) -> list[Any]:
     grans = parse_list(args.granularity or args.default_granularity)
     for g in grans:
         try:
-            analyze.parse_granularity(g)
+            parse_granularity(g)
         except ValueError as exc:
             raise ValueError(f"--granularity: {exc}") from None
     roundings = parse_list(args.rounding or "nearest")

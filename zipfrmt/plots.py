@@ -845,8 +845,8 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     first learning rate), a cell marked C where a seed collapsed and D where one diverged; (b) dose–response,
     gap against the fraction of embedding singular values below the noise edge, one point per run, mechanism
     by colour, controls hollow with their own marker; (c–e) for the failing (mechanism, precision) cells, the
-    loss gap, the embedding's stable-rank ratio and the hidden effective-rank ratio to fp32 over training
-    (mean over seeds), each curve's departure marked.
+    loss gap, the stored embedding's stable-rank ratio and the centred hidden effective-rank ratio to fp32 over
+    training (mean over seeds), each curve's departure marked.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
@@ -921,7 +921,7 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
                 if sel.any() and bad:
                     failing.append((m, p, sel))
         panels = (("(c) loss gap (nats)", lambda s: ds["eval_loss"].values[s] - ds["fp32_eval_loss"].values[s]),
-                  ("(d) embedding $r_s$ / fp32", lambda s: embedding_in_use(ds, "stable_rank").values[s]
+                  ("(d) stored embedding $r_s$ / fp32", lambda s: ds["emb_stable_rank"].values[s]
                    / ds["fp32_emb_stable_rank"].values[s]),
                   ("(e) hidden eff. rank / fp32", lambda s: ds["hidden_effective_rank"].values[s]
                    / ds["fp32_hidden_effective_rank"].values[s]))

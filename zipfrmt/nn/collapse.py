@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from zipfrmt.nn.config import TrainConfig
-from zipfrmt.nn.history import last
+from zipfrmt.nn.history import last, last_stretch_start
 
 __all__ = ["COLLAPSE_CRITERION", "collapse_step", "collapse_verdict", "reached_plateau", "unigram_level"]
 
@@ -75,12 +75,7 @@ def collapse_step(history: xr.Dataset, reference: xr.Dataset | None, config: Tra
         c = bool(not iid and np.isfinite(ev[i]) and ev[i] >= h_uni - config.unigram_margin)
         c |= bool(np.isfinite(hid[i]) and hid[i] < config.collapse_fraction * ref_h)
         crit.append(c)
-    if not crit or not crit[-1]:
-        return math.nan
-    first = len(crit) - 1
-    while first > 0 and crit[first - 1]:
-        first -= 1
-    return float(steps[probed[first]])
+    return last_stretch_start(steps[probed], np.array(crit, bool))
 
 
 def reached_plateau(history: xr.Dataset, *, tol: float = 0.05, fraction: float = 0.25) -> tuple[bool, float]:

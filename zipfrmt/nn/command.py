@@ -7,7 +7,9 @@
 
 ``--quant`` gives the quantization rules (:mod:`zipfrmt.nn.rules`); ``--bits``/``--act-bits``/``--grad-bits``
 are a shorthand for the rules ``linear,embed,head=…``, ``act=…`` and ``grad=…`` (a bare bit width means
-per-tensor weights and per-token activations and gradients), and are applied after ``--quant``'s.
+per-tensor weights and per-token activations and gradients). The shorthand replaces a ``--quant`` rule of the
+same pattern and comes after the others, so a more specific ``--quant`` rule (an exemption such as
+``linear/blocks/0/*=fp32``) still takes precedence.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         shorthand["act"] = _spec_from(args.act_bits, "--act-bits", per_token=True)
     if args.grad_bits is not None:
         shorthand["grad"] = _spec_from(args.grad_bits, "--grad-bits", per_token=True)
-    rules = [(p, s) for p, s in shorthand.items() if s is not None] + [(p, s) for p, s in rules if p not in shorthand]
+    # --quant's own rules first (first match wins, so they keep their exemptions), then the shorthand
+    rules = [(p, s) for p, s in rules if p not in shorthand] + [(p, s) for p, s in shorthand.items() if s is not None]
     kw: dict[str, Any] = {"quant": tuple(rules)}
     if args.control is not None:
         kw["control"] = args.control

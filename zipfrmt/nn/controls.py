@@ -36,7 +36,7 @@ from zipfrmt import quant
 from zipfrmt.quant import QuantSpec
 from zipfrmt.quant.uniform import group_reduce
 
-__all__ = ["CONTROLS", "control_spec", "rotation", "site_quantize"]
+__all__ = ["CONTROLS", "control_spec", "rotation", "site_quantize", "site_value"]
 
 CONTROLS = ("none", "noise", "stochastic", "hadamard")
 
@@ -66,8 +66,8 @@ def rotation(d: int) -> Float[Array, "d d"]:
         return jnp.asarray(_rotation_np(int(d)))
 
 
-def _quantize_value(W: jax.Array, spec: QuantSpec, key: Any, control: str) -> jax.Array:
-    """The forward value of a site under a control (no gradient rule)."""
+def site_value(W: jax.Array, spec: QuantSpec, key: Any, control: str = "none") -> jax.Array:
+    """The forward value of a site under a control (no gradient rule): what the model computes with."""
     spec = control_spec(spec, control)
     k_q, k_n = (None, None) if key is None else tuple(jax.random.split(key))
     if spec.rounding == "stochastic" and k_q is None:
@@ -96,4 +96,4 @@ def site_quantize(
         if spec.rounding == "stochastic" and key is None:
             key = jax.random.key(0)
         return quant.fake_quant(W, spec, key=key)
-    return W + jax.lax.stop_gradient(_quantize_value(W, spec, key, control) - W)
+    return W + jax.lax.stop_gradient(site_value(W, spec, key, control) - W)

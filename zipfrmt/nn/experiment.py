@@ -63,8 +63,8 @@ def train_cached(
     out = run_dir(root, config, extra)
     if force:
         shutil.rmtree(out, ignore_errors=True)
-    if (out / HISTORY_FILE).exists():
-        ds = read_history(out)
+    ds = read_history(out) if (out / HISTORY_FILE).exists() else None
+    if ds is not None and ds.attrs["status"] in ("ok", "collapsed", "diverged"):  # finished: read back
         if ds.attrs["status"] == "ok" and reference is not None:
             collapsed, why = collapse_verdict(ds, reference, config)
             if collapsed:

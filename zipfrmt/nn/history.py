@@ -18,8 +18,8 @@ import xarray as xr
 
 from zipfrmt.nn import probes
 
-__all__ = ["FIELDS", "HISTORY_FILE", "history_config", "last", "new_history", "read_history", "to_dataset",
-           "write_history"]
+__all__ = ["FIELDS", "HISTORY_FILE", "history_config", "last", "last_stretch_start", "new_history", "read_history",
+           "to_dataset", "write_history"]
 
 STEP_FIELDS = ("loss", "lr", "grad_norm")
 EVAL_FIELDS = ("eval_loss", "perplexity")
@@ -60,6 +60,18 @@ def last(ds: xr.Dataset, name: str) -> float:
     v = np.asarray(ds[name].values, np.float64)
     v = v[np.isfinite(v)]
     return float(v[-1]) if v.size else math.nan
+
+
+def last_stretch_start(steps: np.ndarray, flags: np.ndarray) -> float:
+    """The first step of the final run of True ``flags`` (NaN when the last flag is False): the step from which a
+    condition holds at every later point."""
+    flags = np.asarray(flags, bool)
+    if flags.size == 0 or not flags[-1]:
+        return math.nan
+    first = flags.size - 1
+    while first > 0 and flags[first - 1]:
+        first -= 1
+    return float(np.asarray(steps)[first])
 
 
 def history_config(history: xr.Dataset) -> dict[str, Any]:

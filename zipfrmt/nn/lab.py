@@ -38,7 +38,7 @@ import xarray as xr
 
 from zipfrmt.nn.collapse import collapse_verdict, reached_plateau
 from zipfrmt.nn.config import TrainConfig, with_quant
-from zipfrmt.nn.history import last
+from zipfrmt.nn.history import last, last_stretch_start
 from zipfrmt.quant import QuantSpec
 
 __all__ = ["CONTROLS", "MECHANISMS", "departure_step", "mechanism_config", "run_summary"]
@@ -105,14 +105,9 @@ def departure_step(steps: np.ndarray, values: np.ndarray, reference: np.ndarray,
     if not ok.any():
         return math.nan
     s, v, r = steps[ok], values[ok], reference[ok]
-    away = np.abs(v / np.where(r != 0, r, np.nan) - 1.0) > threshold if relative else (v - r) > threshold
-    away = np.where(np.isfinite(away), away, False)
-    if not away[-1]:
-        return math.nan
-    first = len(away) - 1
-    while first > 0 and away[first - 1]:
-        first -= 1
-    return float(s[first])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        away = np.abs(v / np.where(r != 0, r, np.nan) - 1.0) > threshold if relative else (v - r) > threshold
+    return last_stretch_start(s, np.where(np.isfinite(away), away, False))
 
 
 def _aligned(hist: xr.Dataset, ref: xr.Dataset, name: str, ref_name: str | None = None) -> tuple[np.ndarray, ...]:
@@ -129,10 +124,13 @@ PROBE_DEPARTURE = 0.10
 def run_summary(hist: xr.Dataset, ref: xr.Dataset, config: TrainConfig) -> dict[str, Any]:
     """One run of the map against its fp32 twin ``ref``: every number its row of the table and the figure need.
 
-    ``gap`` is the final held-out loss minus the twin's; ``status`` is ``diverged`` (the loop stopped it),
-    ``collapsed`` (:func:`zipfrmt.nn.collapse_verdict` against the twin) or ``ok``. ``lead_*`` are the loss
-    departure step minus each probe's departure step (positive: the probe moved first), with departures at
-    a loss gap above :data:`LOSS_DEPARTURE` nats and a probe more than :data:`PROBE_DEPARTURE` from the twin's.
+    ``gap`` is the final held-out loss minus the twin's (infinite for a diverged run); ``status`` is
+    ``diverged`` (the loop stopped it), ``collapsed`` (:func:`zipfrmt.nn.collapse_verdict` against the twin) or
+    ``ok``. ``lead_*`` are the loss departure step minus each probe's departure step (positive: the probe moved
+    first), with departures at a loss gap above :data:`LOSS_DEPARTURE` nats and a probe more than
+    :data:`PROBE_DEPARTURE` from the twin's; the probes compare like with like: the stored embedding ``E``
+    (its stable rank; the quantized view differs from fp32 from the first step by construction) and the
+    centred hidden-state effective rank.
     """
     status = str(hist.attrs["status"])
     if status in ("ok", "collapsed"):
@@ -143,20 +141,20 @@ def run_summary(hist: xr.Dataset, ref: xr.Dataset, config: TrainConfig) -> dict[
     loss, ref_loss = last(hist, "eval_loss"), last(ref, "eval_loss")
     steps, ev, ev_ref = _aligned(hist, ref, "eval_loss")
     loss_dep = departure_step(steps, ev, ev_ref, LOSS_DEPARTURE, relative=False)
-    probes = {"emb": ("emb_stable_rank_q" if np.isfinite(hist["emb_stable_rank_q"].values).any()
-                      else "emb_stable_rank", "emb_stable_rank"),
+    probes = {"emb": ("emb_stable_rank", "emb_stable_rank"),
               "hidden": ("hidden_effective_rank", "hidden_effective_rank")}
     lead = {}
     for label, (name, ref_name) in probes.items():
         dep = departure_step(*_aligned(hist, ref, name, ref_name), PROBE_DEPARTURE, relative=True)
         lead[f"lead_{label}"] = loss_dep - dep if math.isfinite(loss_dep) and math.isfinite(dep) else math.nan
         lead[f"departure_{label}"] = dep
-    emb_sr = last(hist, probes["emb"][0])
+    emb_sr = last(hist, "emb_stable_rank_q" if np.isfinite(hist["emb_stable_rank_q"].values).any()
+                  else "emb_stable_rank")  # the table the forward pass reads
     plateau, improvement = reached_plateau(ref)
     return {
         "loss": loss,
         "fp32_loss": ref_loss,
-        "gap": loss - ref_loss if math.isfinite(loss) else math.inf,
+        "gap": loss - ref_loss if math.isfinite(loss) and status != "diverged" else math.inf,
         "status": status,
         "reason": reason,
         "unigram_loss": float(hist.attrs.get("unigram_loss", math.nan)),

@@ -34,7 +34,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from zipfrmt.nn.controls import site_quantize
 from zipfrmt.quant import QuantSpec
 
-__all__ = ["Ctx", "QEmbed", "QLinear", "Smooth", "quantize_grad", "quantize_rows"]
+__all__ = ["Ctx", "QEmbed", "QLinear", "Smooth", "quantize_activations", "quantize_grad"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -42,21 +42,12 @@ __all__ = ["Ctx", "QEmbed", "QLinear", "Smooth", "quantize_grad", "quantize_rows
 # ---------------------------------------------------------------------------------------------------------
 
 
-def quantize_rows(
-    W: Float[Array, "n d"], spec: QuantSpec, key: PRNGKeyArray | None, control: str = "none"
-) -> Float[Array, "n d"]:
-    """``Q(W)`` with a straight-through gradient; scale groups follow ``spec`` over rows of W
-    (:func:`zipfrmt.quant.fake_quant`, for integer specs and real formats alike), under the experiment's
-    ``control`` (:func:`zipfrmt.nn.controls.site_quantize`)."""
-    return site_quantize(W, spec, key, control)
-
-
 def quantize_activations(
     x: Float[Array, "*b d"], spec: QuantSpec, key: PRNGKeyArray | None, control: str = "none"
 ) -> Float[Array, "*b d"]:
     """Fake-quantizes activations as a (tokens × features) matrix: ``row`` = per-token scales."""
     shape = x.shape
-    return quantize_rows(x.reshape(-1, shape[-1]), spec, key, control).reshape(shape)
+    return site_quantize(x.reshape(-1, shape[-1]), spec, key, control).reshape(shape)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -70,7 +61,7 @@ def _grad_quant_fwd(spec: QuantSpec, control: str, x: jax.Array, key: jax.Array)
 
 def _grad_quant_bwd(spec: QuantSpec, control: str, key: jax.Array, g: jax.Array) -> tuple[jax.Array, Any]:
     shape = g.shape
-    g2 = jax.lax.stop_gradient(quantize_rows(g.reshape(-1, shape[-1]), spec, key, control)).reshape(shape)
+    g2 = jax.lax.stop_gradient(site_quantize(g.reshape(-1, shape[-1]), spec, key, control)).reshape(shape)
     return g2.astype(g.dtype), np.zeros(key.shape, jax.dtypes.float0)
 
 
@@ -139,7 +130,7 @@ class QLinear(nnx.Module):
     def quantized_kernel(self, key: PRNGKeyArray | None = None) -> Float[Array, "d_in d_out"]:
         """``Q_w(W)`` as the forward pass sees it (W itself at full precision)."""
         w = self.kernel[...]
-        return w if self.w_spec is None else quantize_rows(w.T, self.w_spec, key, self.control).T
+        return w if self.w_spec is None else site_quantize(w.T, self.w_spec, key, self.control).T
 
     def __call__(self, x: Float[Array, "*b d_in"], ctx: Ctx) -> Float[Array, "*b d_out"]:
         if ctx.capture is not None:
@@ -181,7 +172,7 @@ class QEmbed(nnx.Module):
     def quantized_table(self, key: PRNGKeyArray | None = None) -> Float[Array, "V d"]:
         """``Q_e(E)``, the table the lookup reads."""
         E = self.embedding[...]
-        return E if self.spec is None else quantize_rows(E, self.spec, key, self.control)
+        return E if self.spec is None else site_quantize(E, self.spec, key, self.control)
 
     def __call__(self, ids: Int[Array, "*b"], ctx: Ctx) -> Float[Array, "*b d"]:
         k_w, _, _ = ctx.keys(self.layer_id)
@@ -195,7 +186,7 @@ class QEmbed(nnx.Module):
         if self.act_spec is not None:
             h = quantize_activations(h, self.act_spec, k_a, self.control)
         E = self.embedding[...]
-        table = E if self.head_spec is None else quantize_rows(E, self.head_spec, k_table, self.control)
+        table = E if self.head_spec is None else site_quantize(E, self.head_spec, k_table, self.control)
         logits = h @ table.T
         if self.grad_spec is not None:
             logits = quantize_grad(logits, self.grad_spec, k_g, self.control)

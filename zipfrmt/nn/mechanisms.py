@@ -130,13 +130,14 @@ def quantized_adam(
 
     The update of a step is the float32 Adam update of the dequantized stored moments and the new gradient
     (as ``optax.scale_by_adam`` computes it); afterwards ``m`` is stored through its site's spec and ``v``
-    through :func:`zero_free_quantize`. Stochastic rounding draws from ``fold_in(key(seed), count)``. With
+    through :func:`zero_free_quantize`. Stochastic rounding draws from ``fold_in(fold_in(key(seed), 4), count)``.
+    With
     ``control="noise"`` the moments get equal-energy Gaussian noise instead (:func:`_noisy_moments`).
     """
     inner = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
 
-    def init_fn(params: Params) -> QuantizedAdamState:
-        return QuantizedAdamState(inner.init(params), jax.random.key(seed))
+    def init_fn(params: Params) -> QuantizedAdamState:  # a stream of its own (tag 4) beside batches, steps, probes
+        return QuantizedAdamState(inner.init(params), jax.random.fold_in(jax.random.key(seed), 4))
 
     def update_fn(updates: Params, state: QuantizedAdamState, params: Params | None = None) -> tuple[Any, Any]:
         updates, adam = inner.update(updates, state.adam, params)
@@ -146,7 +147,7 @@ def quantized_adam(
             k_m, k_v = jax.random.split(jax.random.fold_in(key, i))
             if control == "noise":
                 m0, v0 = _get(mu, path), _get(nu, path)
-                m, v = (_noisy_moments(m0.T, v0.T, spec, k_m) if transposed else _noisy_moments(m0, v0, spec, k_m))
+                m, v = _noisy_moments(m0.T, v0.T, spec, k_m) if transposed else _noisy_moments(m0, v0, spec, k_m)
                 m, v = (m.T, v.T) if transposed else (m, v)
             else:
                 m = _on_rows(partial(site_quantize, spec=spec, key=k_m), _get(mu, path), transposed)
@@ -179,10 +180,10 @@ def opt_specs(rules: Rules, model: Any, control: str) -> dict[tuple[str, ...], t
 def _noisy_moments(m: jax.Array, v: jax.Array, spec: QuantSpec, key: PRNGKeyArray) -> tuple[jax.Array, ...]:
     """The ``noise`` control of the optimizer state: each moment plus Gaussian noise of its quantizer's error
     variance per scale group, the second moment kept on or above the zero-free grid's first level."""
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
     em = group_reduce(site_quantize(m, spec, k1) - m, spec, "mean_square")
     ev = group_reduce(zero_free_quantize(v, spec, k2) - v, spec, "mean_square")
     floor = group_reduce(v, spec, "max") / 2.0**spec.bits
-    m2 = m + jnp.sqrt(em) * jax.random.normal(k1, m.shape, m.dtype)
+    m2 = m + jnp.sqrt(em) * jax.random.normal(k4, m.shape, m.dtype)
     v2 = jnp.maximum(v + jnp.sqrt(ev) * jax.random.normal(k3, v.shape, v.dtype), floor)
     return m2, v2

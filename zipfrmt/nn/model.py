@@ -14,7 +14,6 @@ Transformer block (pre-norm, GPT-2 style):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -157,7 +156,7 @@ def quant_sites(model: nnx.Module) -> dict[str, Any]:
             out[f"act/{node.path}"], out[f"grad/{node.path}"] = node.act_spec, node.grad_spec
         elif isinstance(node, QEmbed):
             out["embed"] = node.spec
-            if not any(isinstance(n, QLinear) and n.path == "head" for _, n in nnx.iter_graph(model)):
+            if model.head is None:  # tied: the table is the head, and its input and output are the head's
                 out["head"] = node.head_spec
                 out["act/head"], out["grad/head"] = node.act_spec, node.grad_spec
     return out
@@ -212,13 +211,3 @@ def collect_activations(model: nnx.Module, tokens: Int[Array, "B L"], key: PRNGK
     capture: dict[str, jax.Array] = {}
     model(tokens, Ctx(key, capture))
     return {k: v.reshape(-1, v.shape[-1]) for k, v in capture.items()}
-
-
-def param_count(model: nnx.Module) -> int:
-    """Number of trainable parameters."""
-    return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
-
-
-def model_summary(config: TrainConfig) -> dict[str, Any]:
-    """Shape facts of a config's model (for the history's attributes)."""
-    return dataclasses.asdict(config.model)

@@ -37,6 +37,7 @@ explicit key), so a resumed run records identical values.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -45,7 +46,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from zipfrmt import quant, rmt, spectra
-from zipfrmt.nn.controls import site_quantize
+from zipfrmt.nn.controls import control_spec, site_quantize, site_value
 from zipfrmt.quant import QuantSpec
 
 __all__ = ["EMBED_FIELDS", "GRAD_FIELDS", "HIDDEN_FIELDS", "anisotropy", "embedding_probes", "hidden_probes",
@@ -83,12 +84,15 @@ def embedding_probes(
     key: PRNGKeyArray | None = None,
     *,
     master_spec: QuantSpec | None = None,
+    control: str = "none",
 ) -> dict[str, float]:
     """Spectral probes of an embedding table and of its quantized view (NaN for the view when ``spec`` is None).
 
     ``master_spec``: the spec the table is stored on (low-precision master weights), used for the dose when
-    the forward pass does not quantize it. Returns the :data:`EMBED_FIELDS` as floats (``emb_widrow`` is 1.0
-    in the widrow regime, 0.0 in dead-zone).
+    the forward pass does not quantize it. ``control``: the view is what the forward pass reads under the
+    run's control (:mod:`zipfrmt.nn.controls`: the noisy or rotated table), measured against the quantizer's
+    model variance. Returns the :data:`EMBED_FIELDS` as floats (``emb_widrow`` is 1.0 in the widrow regime,
+    0.0 in dead-zone).
     """
     E = jnp.asarray(E, jnp.float32)
     shape = (int(E.shape[0]), int(E.shape[1]))
@@ -101,7 +105,7 @@ def embedding_probes(
             grid = master_spec.replace(rounding="nearest")
             out.update(_below_edge(s_fp, s_fp, shape, quant.quantize(E, grid).noise_var_model))
         return out
-    q = quantized_view(E, spec, key)
+    q = _view(E, spec, key, control)
     s_q = np.asarray(spectra.singular_values(q.dequantized), np.float64)
     out.update(_fields(spectra.summarize_spectrum(s_q, shape), "_q"))
     pred = rmt.predict_from_result(s_fp, *shape, q)
@@ -115,8 +119,15 @@ def embedding_probes(
     return out
 
 
-def _key(key: PRNGKeyArray | None) -> PRNGKeyArray:
-    return jax.random.key(0) if key is None else key
+def _view(E: jax.Array, spec: QuantSpec, key: PRNGKeyArray | None, control: str) -> Any:
+    """The table the forward pass reads and its noise statistics (a QuantResult, or its fields under noise and
+    rotation controls, whose view is not a quantizer's output)."""
+    if control in ("none", "stochastic"):
+        return quantized_view(E, control_spec(spec, control), key)
+    key = jax.random.key(0) if key is None else key
+    view = site_value(E, spec, key, control)
+    stats = quant.noise_statistics(E, view, quant.quantize(E, spec, key=key).noise_var_model)
+    return SimpleNamespace(dequantized=view, **stats)
 
 
 def _below_edge(s_fp: np.ndarray, s_used: np.ndarray, shape: tuple[int, int], noise_var: float) -> dict[str, float]:
@@ -171,7 +182,13 @@ def pushdown_kept(
 
 
 def probe_all(
-    E: Any, spec: QuantSpec | None, H: Any, key: PRNGKeyArray | None = None, *, master_spec: QuantSpec | None = None
+    E: Any,
+    spec: QuantSpec | None,
+    H: Any,
+    key: PRNGKeyArray | None = None,
+    *,
+    master_spec: QuantSpec | None = None,
+    control: str = "none",
 ) -> dict[str, float]:
     """Embedding and hidden-state probes in one dict."""
-    return {**embedding_probes(E, spec, key, master_spec=master_spec), **hidden_probes(H)}
+    return {**embedding_probes(E, spec, key, master_spec=master_spec, control=control), **hidden_probes(H)}

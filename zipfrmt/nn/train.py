@@ -92,11 +92,13 @@ def train_step(
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     if wgrad := site_specs(config.quant, config.model, "wgrad"):  # quantized weight gradients
-        grads = quantize_params(grads, wgrad, jax.random.fold_in(key, 7), config.control)
+        k_wgrad = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 5), step)  # streams of their own
+        grads = quantize_params(grads, wgrad, k_wgrad, config.control)
     updates, opt_state = make_optimizer(config, extra).update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     if master := site_specs(config.quant, config.model, "master"):  # no float32 copy: back on the grid
-        params = quantize_params(params, master, jax.random.fold_in(key, 8), config.control)
+        k_master = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 6), step)
+        params = quantize_params(params, master, k_master, config.control)
     return params, opt_state, loss, optax.tree.norm(grads)
 
 
@@ -155,14 +157,24 @@ class _Recorder:
                 hidden = hidden_chunk
         loss = float(np.average(losses, weights=counts))
         self.hist["eval_loss"][s], self.hist["perplexity"][s] = loss, perplexity(loss)
-        if s % self.config.probe_every == 0 or s == self.config.steps:
+        if self.probe_due(s):
             key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.config.seed), 3), s)
-            found = probes.probe_all(E, self.embed_spec, hidden, key, master_spec=self.master_spec)
+            k_view, k_push = jax.random.split(key)
+            found = probes.probe_all(E, self.embed_spec, hidden, k_view, master_spec=self.master_spec,
+                                     control=self.config.control)
             for k, v in found.items():
                 self.hist[k][s] = v
             if self.grad_head_spec is not None:
                 self.hist["grad_pushdown_kept"][s] = float(pushdown_step(
-                    *self.parts, params, self.chunks[0], self.grad_head_spec, self.config.control, key))
+                    *self.parts, params, self.chunks[0], self.grad_head_spec, self.config.control, k_push))
+
+    def probe_due(self, s: int) -> bool:
+        return s % self.config.probe_every == 0 or s == self.config.steps
+
+    def missing(self, s: int) -> bool:
+        """Whether step ``s`` should have been recorded and was not (an interruption inside the recording)."""
+        return self.due(s) and (not np.isfinite(self.hist["eval_loss"][s])
+                                or self.probe_due(s) and not np.isfinite(self.hist["emb_stable_rank"][s]))
 
 
 @partial(jax.jit, static_argnums=(0, 5, 6))
@@ -171,9 +183,11 @@ def pushdown_step(
     spec: Any, control: str, key: Any,
 ) -> Float[Array, ""]:
     """:func:`zipfrmt.nn.probes.pushdown_kept` of the model's logit cotangent on held-out windows."""
-    logits_BxLxV, _ = checkpoint.merge(graphdef, template, rest, params)(windows_BxLp1[:, :-1], Ctx(key))
+    k_model, k_grad = jax.random.split(key)
+    logits_BxLxV, _ = checkpoint.merge(graphdef, template, rest, params)(windows_BxLp1[:, :-1], Ctx(k_model))
     V = logits_BxLxV.shape[-1]
-    return probes.pushdown_kept(logits_BxLxV.reshape(-1, V), windows_BxLp1[:, 1:].reshape(-1), spec, key, control)
+    return probes.pushdown_kept(logits_BxLxV.reshape(-1, V), windows_BxLp1[:, 1:].reshape(-1), spec, k_grad,
+                                control)
 
 
 def train(
@@ -228,8 +242,8 @@ def train(
     bar = _progress_bar(config, start) if progress else None
     done, saved, user_stop = start, start, False  # the last completed and the last checkpointed step
     try:
-        if start == 0:
-            record(0, params)
+        if start == 0 or record.missing(start):  # also a step whose recording an interruption cut short
+            record(start, params)
         for t in range(start, config.steps):
             s = t + 1
             new = train_step(graphdef, static, extra_transform, template, rest, params, opt_state,
