@@ -75,3 +75,16 @@ def test_plateau_is_a_small_improvement_over_the_last_quarter():
     still = xr.Dataset({"eval_loss": ("step", 5.0 - 0.01 * steps)}, coords={"step": steps})
     ok, gain = reached_plateau(still)
     assert not ok and gain == pytest.approx(0.3)
+
+
+def test_the_unigram_part_is_void_against_a_reference_stuck_there_too():
+    cfg = TrainConfig()
+    run = _history([4.0, 3.98], hidden=[9.0, 9.0], unigram=4.0)
+    run.attrs["unigram_loss"] = 4.0
+    fine_ref = _history([4.0, 3.5], hidden=[9.0, 9.0])
+    fine_ref.attrs["unigram_loss"] = 4.0
+    stuck_ref = _history([4.0, 3.97], hidden=[9.0, 9.0])
+    stuck_ref.attrs["unigram_loss"] = 4.0
+    assert collapse_verdict(run, fine_ref, cfg)[0]
+    assert not collapse_verdict(run, stuck_ref, cfg)[0]
+    assert math.isnan(collapse_step(run, stuck_ref, cfg))

@@ -8,7 +8,8 @@ floor lifts the tail): that rise is the flattening the theory predicts and is me
 
 1. its final held-out loss is within ``unigram_margin`` nats of the training unigram's cross-entropy on the
    same evaluation windows (``unigram_loss``), or above it (not applied to i.i.d. ``zipf`` data, where the
-   unigram law is the best model there is); or
+   unigram law is the best model there is, nor against a ``reference`` that is itself that close: an fp32
+   run stuck there says the model is undertrained, and the test cannot tell the run from it); or
 2. given a full-precision ``reference`` history (same config at fp32), its final **centred** hidden-state
    effective rank is below ``collapse_fraction`` (0.5) of the reference's.
 
@@ -30,8 +31,8 @@ __all__ = ["COLLAPSE_CRITERION", "collapse_step", "collapse_verdict", "reached_p
 
 COLLAPSE_CRITERION = (
     "collapsed if the final held-out loss is within unigram_margin nats of the training unigram's cross-entropy "
-    "on the evaluation windows (or above), or, against a full-precision reference run, if the final centred "
-    "hidden-state effective rank falls below collapse_fraction of the reference's"
+    "on the evaluation windows (or above) while the full-precision reference, if given, is not, or, against "
+    "that reference, if the final centred hidden-state effective rank falls below collapse_fraction of its"
 )
 
 
@@ -52,13 +53,22 @@ def collapse_verdict(
     reasons = []
     # On i.i.d. data the unigram law is the best model there is: the criterion would flag every run.
     iid = config is not None and config.data.source == "zipf"
-    if not iid and math.isfinite(final) and math.isfinite(h_uni) and final >= h_uni - margin:
+    if not iid and not _reference_stuck(reference, margin) and math.isfinite(final) and math.isfinite(h_uni) \
+            and final >= h_uni - margin:
         reasons.append(f"held-out loss {final:.4f} ≥ unigram loss {h_uni:.4f} − {margin:g} nats")
     if reference is not None:
         mine, ref = last(history, "hidden_effective_rank"), last(reference, "hidden_effective_rank")
         if math.isfinite(mine) and math.isfinite(ref) and mine < frac * ref:
             reasons.append(f"hidden effective rank {mine:.3g} < {frac:g} x full-precision {ref:.3g}")
     return bool(reasons), "; ".join(reasons)
+
+
+def _reference_stuck(reference: xr.Dataset | None, margin: float) -> bool:
+    """Whether a full-precision reference itself ends within ``margin`` of its unigram level."""
+    if reference is None:
+        return False
+    final, level = last(reference, "eval_loss"), unigram_level(reference)
+    return math.isfinite(final) and math.isfinite(level) and final >= level - margin
 
 
 def collapse_step(history: xr.Dataset, reference: xr.Dataset | None, config: TrainConfig) -> float:
@@ -69,10 +79,10 @@ def collapse_step(history: xr.Dataset, reference: xr.Dataset | None, config: Tra
     steps = np.asarray(history["step"].values)
     ev, hid = (np.asarray(history[k].values, np.float64) for k in ("eval_loss", "hidden_effective_rank"))
     probed = np.flatnonzero(np.isfinite(ev) | np.isfinite(hid))
-    iid = config.data.source == "zipf"
+    unigram_part = config.data.source != "zipf" and not _reference_stuck(reference, config.unigram_margin)
     crit = []
     for i in probed:
-        c = bool(not iid and np.isfinite(ev[i]) and ev[i] >= h_uni - config.unigram_margin)
+        c = bool(unigram_part and np.isfinite(ev[i]) and ev[i] >= h_uni - config.unigram_margin)
         c |= bool(np.isfinite(hid[i]) and hid[i] < config.collapse_fraction * ref_h)
         crit.append(c)
     return last_stretch_start(steps[probed], np.array(crit, bool))

@@ -151,6 +151,7 @@ def run_summary(hist: xr.Dataset, ref: xr.Dataset, config: TrainConfig) -> dict[
     emb_sr = last(hist, "emb_stable_rank_q" if np.isfinite(hist["emb_stable_rank_q"].values).any()
                   else "emb_stable_rank")  # the table the forward pass reads
     plateau, improvement = reached_plateau(ref)
+    _, twin_why = collapse_verdict(ref, None, config)
     return {
         "loss": loss,
         "fp32_loss": ref_loss,
@@ -167,4 +168,5 @@ def run_summary(hist: xr.Dataset, ref: xr.Dataset, config: TrainConfig) -> dict[
         **lead,
         "fp32_plateau": plateau,
         "fp32_improvement": improvement,
+        "fp32_at_unigram": bool(twin_why),  # the twin itself ends at the unigram level: undertrained
     }
