@@ -108,3 +108,25 @@ def test_result_dataset_round_trips_through_netcdf(result, tmp_path):
     ds.to_netcdf(path, engine="netcdf4")
     back = xr.load_dataset(path, engine="netcdf4")
     assert fig.describe(back) == fig.describe(ds)
+
+
+def _row(**kw):
+    base = {"corpus": "latent", "mechanism": "master", "precision": "2", "control": "none", "seed": 0, "lr": 3e-3,
+            "gap": 0.9, "status": "collapsed", "below_edge": 0.2, "emb_stable_rank_ratio": 20.0,
+            "hidden_rank_ratio": 5.0, "pushdown_kept": math.nan, "lead_emb": math.nan, "fp32_plateau": True,
+            "fp32_improvement": 0.01, "fp32_at_unigram": False}
+    return base | kw
+
+
+def test_reading_names_diverged_controls_and_verdicts_at_the_criterion_edge():
+    rs = [_row(seed=0), _row(seed=1),
+          _row(control="noise", gap=math.inf, status="diverged"), _row(control="noise", seed=1, gap=math.inf,
+                                                                        status="diverged"),
+          _row(control="stochastic", gap=0.01, status="ok", below_edge=0.0),
+          _row(control="stochastic", seed=1, gap=0.02, status="collapsed", below_edge=0.0),
+          _row(mechanism="embed", gap=0.01, status="ok", below_edge=0.5)]
+    text = fig._reading(rs)
+    assert "noise: gap ∞, diverged (fails too)" in text
+    assert "1 run(s) (latent) are called collapsed while within 0.1 nats" in text
+    assert "- **master** at 2" in text
+    assert "1 run(s) have ≥ 25% of the embedding's spectrum below the noise edge and do not fail (embed)" in text

@@ -842,11 +842,13 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     """The collapse map of ``experiments.fig_collapse_map`` (dims ``run`` × ``step``).
 
     (a) per corpus, the mean final loss gap to fp32 over seeds for each mechanism × precision (no control, the
-    first learning rate), a cell marked C where a seed collapsed and D where one diverged; (b) dose–response,
+    first learning rate; ∞ where a seed diverged; colours saturate at 2 nats), a cell marked C where a seed
+    collapsed and D where one diverged; (b) dose–response,
     gap against the fraction of embedding singular values below the noise edge, one point per run, mechanism
     by colour, controls hollow with their own marker; (c–e) for the failing (mechanism, precision) cells, the
     loss gap, the stored embedding's stable-rank ratio and the centred hidden effective-rank ratio to fp32 over
-    training (mean over seeds), each curve's departure marked.
+    training (mean over seeds) — one curve per failing mechanism, its cell with the most failing seeds and then
+    the largest gap — each curve's departure marked.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
@@ -862,7 +864,8 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     lr0 = lab["lr"][0]
     steps = np.asarray(ds["step"].values)
     finite_gaps = gap[np.isfinite(gap)]
-    top = max(0.5, float(np.max(np.abs(finite_gaps))) if finite_gaps.size else 0.5)
+    # The colour scale saturates at 2 nats (diverged runs are far beyond): the cells' text gives the value.
+    top = min(2.0, max(0.5, float(np.max(np.abs(finite_gaps))) if finite_gaps.size else 0.5))
     with paper_style():
         fig = plt.figure(figsize=(PAGE_WIDTH, 5.2))
         grid = fig.add_gridspec(2, 3, hspace=0.55, wspace=0.45)
@@ -878,28 +881,39 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
                     if not sel.any():
                         continue
                     g = gap[sel]
-                    cell[i, j] = np.nanmean(np.where(np.isfinite(g), g, top))
+                    cell[i, j] = np.nanmean(g) if np.isfinite(g).all() else np.inf
                     st = set(status[sel])
                     marks[i, j] = "D" if "diverged" in st else ("C" if "collapsed" in st else "")
-            im = ax.imshow(cell, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -top, top), aspect="auto")
+            im = ax.imshow(np.clip(cell, -top, top), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -top, top),
+                           aspect="auto")
             for i in range(len(mechs)):
                 for j in range(len(precs)):
-                    if np.isfinite(cell[i, j]):
-                        ax.text(j, i, f"{cell[i, j]:.2f}{marks[i, j]}", ha="center", va="center", fontsize=5.5)
+                    v = cell[i, j]
+                    if np.isnan(v):
+                        continue
+                    text = "∞" if np.isinf(v) else (f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}")
+                    ax.text(j, i, text + (f"\n{marks[i, j]}" if marks[i, j] else ""), ha="center", va="center",
+                            fontsize=5, color="white" if abs(v) > 0.7 * top else "black")
             ax.set_xticks(range(len(precs)), [p if not p.isdigit() else f"int{p}" for p in precs])
-            ax.set_yticks(range(len(mechs)), mechs)
-            ax.set_title(f"(a) loss gap to fp32, {corpus}" + (f"\n(lr {float(lr0):g}; C collapsed, D diverged)"))
+            ax.set_yticks(range(len(mechs)), mechs if ci == 0 else [])
+            ax.set_title(f"(a) {corpus}" if ci == 0 else corpus)
             ax.spines[:].set_visible(False)
-        fig.colorbar(im, ax=fig.axes[: len(corpora)], shrink=0.8, label="gap (nats)")
+        fig.colorbar(im, ax=fig.axes[: len(corpora)], shrink=0.8, extend="both",
+                     label=f"loss gap to fp32 (nats), lr {float(lr0):g}\nC collapsed, D diverged (a seed)")
 
         ax = fig.add_subplot(grid[0, 2])
         dose = np.asarray(ds["below_edge"].values, np.float64)
+        diverged_at = 1.12 * max(0.5, float(np.max(finite_gaps)) if finite_gaps.size else 0.5)
+        if not np.isfinite(gap).all():
+            ax.axhline(diverged_at, color="0.6", lw=0.5, ls=":")
+            ax.text(1.0, diverged_at, "diverged", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                    fontsize=5.5, color="0.4")
         for ctrl, marker in _CONTROL_MARKERS.items():
             for m in mechs:
                 sel = (lab["mechanism"] == m) & (lab["control"] == ctrl) & np.isfinite(dose)
                 if not sel.any():
                     continue
-                y = np.where(np.isfinite(gap[sel]), gap[sel], top)
+                y = np.where(np.isfinite(gap[sel]), gap[sel], diverged_at)
                 ax.scatter(dose[sel], y, s=14, marker=marker, linewidths=0.8,
                            facecolors=colours[m] if ctrl == "none" else "none", edgecolors=colours[m],
                            label=m if ctrl == "none" else None)
@@ -910,16 +924,25 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
         ax.set_xlabel("embedding σ below the noise edge (fraction)")
         ax.set_ylabel("final loss gap to fp32 (nats)")
         ax.set_title("(b) dose–response")
-        ax.legend(loc="upper left", fontsize=5.5, ncol=1)
+        ax.legend(loc="center right", fontsize=5.5, ncol=1)
 
+        # One curve per failing mechanism: its cell (corpus, precision; first lr) with the most failing seeds,
+        # then the largest finite mean gap.
         failing = []
         for m in mechs:
-            for p in precs:
-                sel = ((lab["mechanism"] == m) & (lab["precision"] == p) & (lab["control"] == "none")
-                       & (lab["lr"] == lr0))
-                bad = np.any(~(gap[sel] <= 0.1)) or np.any(np.isin(status[sel], ["collapsed", "diverged"]))
-                if sel.any() and bad:
-                    failing.append((m, p, sel))
+            cells = []
+            for corpus in corpora:
+                for p in precs:
+                    sel = ((lab["corpus"] == corpus) & (lab["mechanism"] == m) & (lab["precision"] == p)
+                           & (lab["control"] == "none") & (lab["lr"] == lr0))
+                    bad = ~(gap[sel] <= 0.1) | np.isin(status[sel], ["collapsed", "diverged"])
+                    if sel.any() and bad.any():
+                        g = gap[sel][np.isfinite(gap[sel])]
+                        cells.append((int(bad.sum()), float(g.mean()) if g.size else np.inf, corpus, p, sel))
+            if cells:
+                _, _, corpus, p, sel = max(cells, key=lambda c: c[:2])
+                failing.append((m, f"{p if not p.isdigit() else 'int' + p}"
+                                + (f", {corpus}" if len(corpora) > 1 else ""), sel))
         panels = (("(c) loss gap (nats)", lambda s: ds["eval_loss"].values[s] - ds["fp32_eval_loss"].values[s]),
                   ("(d) stored embedding $r_s$ / fp32", lambda s: ds["emb_stable_rank"].values[s]
                    / ds["fp32_emb_stable_rank"].values[s]),
@@ -936,7 +959,7 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
                 with np.errstate(all="ignore"):
                     mean = np.nanmean(np.where(np.isfinite(y), y, np.nan)[:, ok], axis=0)
                 ax.plot(steps[ok], mean, color=colours[m], ls=styles[n % len(styles)], marker=".", ms=2.5,
-                        label=f"{m} {p if not p.isdigit() else 'int' + p}")
+                        label=f"{m} {p}")
                 dep = ds["departure_loss" if k == 0 else ("departure_emb" if k == 1 else "departure_hidden")]
                 d = np.asarray(dep.values, np.float64)[sel]
                 d = d[np.isfinite(d)]
