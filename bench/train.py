@@ -48,12 +48,14 @@ def runner(config):
 
 
 def best_times(configs: dict, steps: int, repeats: int) -> dict:
-    """Best time per step of each config over ``repeats`` rounds; every round times every config in turn, so a
-    change of machine load hits all of them alike."""
-    runs = {name: runner(cfg) for name, cfg in configs.items()}
+    """Best time per step of each config over ``repeats`` rounds; every round times every config in turn,
+    starting one further along each round, so a change of machine load hits all of them alike."""
+    if steps < 1 or repeats < 1:
+        raise ValueError(f"steps, repeats: expected >= 1, got {steps}, {repeats}")
+    runs = list({name: runner(cfg) for name, cfg in configs.items()}.items())
     best = {name: float("inf") for name in configs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+    for r in range(repeats):
+        for name, run in runs[r % len(runs):] + runs[: r % len(runs)]:  # a new order each round
             best[name] = min(best[name], run(steps))
     return best
 
@@ -80,6 +82,7 @@ def main() -> None:
         note = f"(goal <= 1.6x: {'OK' if ratio <= 1.6 else 'MISSED'})" if mech in goal else ""
         print(f"{mech:10s} {1 / best[mech]:8.2f} steps/s  {tokens / best[mech]:10.0f} tokens/s  {ratio:5.2f}x fp32 "
               f"{note}")
+
 
 if __name__ == "__main__":
     main()

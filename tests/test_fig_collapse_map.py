@@ -123,10 +123,25 @@ def test_reading_names_diverged_controls_and_verdicts_at_the_criterion_edge():
           _row(control="noise", gap=math.inf, status="diverged"), _row(control="noise", seed=1, gap=math.inf,
                                                                         status="diverged"),
           _row(control="stochastic", gap=0.01, status="ok", below_edge=0.0),
-          _row(control="stochastic", seed=1, gap=0.02, status="collapsed", below_edge=0.0),
-          _row(mechanism="embed", gap=0.01, status="ok", below_edge=0.5)]
+          _row(control="stochastic", seed=1, gap=0.02, status="collapsed", below_edge=0.0,
+               reason="held-out loss 4.0 ≥ unigram loss 4.04 − 0.05 nats"),
+          _row(mechanism="embed", gap=0.01, status="ok", below_edge=0.5),
+          _row(mechanism="actgrad", gap=0.05, status="collapsed", below_edge=0.0,
+               reason="hidden effective rank 2 < 0.5 x full-precision 8"),
+          _row(mechanism="actgrad", seed=1, gap=math.inf, status="diverged", below_edge=0.0)]
     text = fig._reading(rs)
     assert "noise: gap ∞, diverged (fails too)" in text
-    assert "1 run(s) (latent) are called collapsed while within 0.1 nats" in text
+    assert "1 run(s) (latent) are called collapsed by the unigram part of the criterion while within 0.1" in text
+    assert "stochastic: gap 0.015 ± 0.005 (recovers)" in text  # the edge verdict is not a failure
     assert "- **master** at 2" in text
-    assert "1 run(s) have ≥ 25% of the embedding's spectrum below the noise edge and do not fail (embed)" in text
+    assert "**actgrad** at 2 (latent, lr 0.003) fails in 2 of 2 seed(s): gap 0.05 (1 of 2 diverged) nats" in text
+    assert "1 run(s) have ≥ 25% of the embedding's spectrum below the noise edge and do not fail (embed 1)" in text
+    assert "over the 6 that did not diverge" in text
+
+
+def test_the_map_marks_which_runs_fail(result):
+    _, ds = result
+    assert ds["fails"].dtype == bool
+    for r in fig.rows(ds):
+        assert r["fails"] == (r["status"] == "diverged" or not r["gap"] <= fig.FAIL_GAP
+                              or (r["status"] == "collapsed" and not fig._edge(r)))

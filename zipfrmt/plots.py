@@ -847,8 +847,9 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     gap against the fraction of embedding singular values below the noise edge, one point per run, mechanism
     by colour, controls hollow with their own marker; (c–e) for the failing (mechanism, precision) cells, the
     loss gap, the stored embedding's stable-rank ratio and the centred hidden effective-rank ratio to fp32 over
-    training (mean over seeds) — one curve per failing mechanism, its cell with the most failing seeds and then
-    the largest gap — each curve's departure marked.
+    training (mean over seeds) — one curve per failing mechanism (``ds["fails"]`` when the experiment gives it),
+    its cell with the most failing seeds and then the largest gap — each curve's departure marked. Panel (b)
+    shows every run at every learning rate on a symmetric-log axis (linear within ±1 nat).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
@@ -863,13 +864,16 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     corpora = list(dict.fromkeys(lab["corpus"]))
     lr0 = lab["lr"][0]
     steps = np.asarray(ds["step"].values)
+    # The experiment says which runs fail (``fails``); without it: a verdict or a gap above 0.1 nats.
+    fails = (np.asarray(ds["fails"].values, bool) if "fails" in ds else
+             ~(gap <= 0.1) | np.isin(status, ["collapsed", "diverged"]))
     finite_gaps = gap[np.isfinite(gap)]
     # The colour scale saturates at 2 nats (diverged runs are far beyond): the cells' text gives the value.
     top = min(2.0, max(0.5, float(np.max(np.abs(finite_gaps))) if finite_gaps.size else 0.5))
     with paper_style():
         fig = plt.figure(figsize=(PAGE_WIDTH, 5.2))
-        grid = fig.add_gridspec(2, 3, hspace=0.55, wspace=0.45)
-        maps = grid[0, :2].subgridspec(1, len(corpora), wspace=0.6)
+        grid = fig.add_gridspec(2, 3, hspace=0.55, wspace=0.5)
+        maps = grid[0, :2].subgridspec(1, len(corpora), wspace=0.5)
         for ci, corpus in enumerate(corpora):
             ax = fig.add_subplot(maps[0, ci])
             cell = np.full((len(mechs), len(precs)), np.nan)
@@ -881,7 +885,7 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
                     if not sel.any():
                         continue
                     g = gap[sel]
-                    cell[i, j] = np.nanmean(g) if np.isfinite(g).all() else np.inf
+                    cell[i, j] = np.inf if np.isinf(g).any() else np.nanmean(g)
                     st = set(status[sel])
                     marks[i, j] = "D" if "diverged" in st else ("C" if "collapsed" in st else "")
             im = ax.imshow(np.clip(cell, -top, top), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -top, top),
@@ -921,10 +925,12 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
             if ctrl != "none" and (lab["control"] == ctrl).any():
                 ax.scatter([], [], marker=marker, facecolors="none", edgecolors="0.3", s=14, label=f"control: {ctrl}")
         ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_yscale("symlog", linthresh=1.0)
         ax.set_xlabel("embedding σ below the noise edge (fraction)")
         ax.set_ylabel("final loss gap to fp32 (nats)")
-        ax.set_title("(b) dose–response")
-        ax.legend(loc="center right", fontsize=5.5, ncol=1)
+        ax.set_title("(b) dose–response" + (" (every lr)" if len(set(lab["lr"])) > 1 else ""))
+        ax.set_ylim(bottom=min(-0.1, 1.3 * float(np.min(finite_gaps)) if finite_gaps.size else -0.1))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=5.5, ncol=1, frameon=False)
 
         # One curve per failing mechanism: its cell (corpus, precision; first lr) with the most failing seeds,
         # then the largest finite mean gap.
@@ -935,10 +941,11 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
                 for p in precs:
                     sel = ((lab["corpus"] == corpus) & (lab["mechanism"] == m) & (lab["precision"] == p)
                            & (lab["control"] == "none") & (lab["lr"] == lr0))
-                    bad = ~(gap[sel] <= 0.1) | np.isin(status[sel], ["collapsed", "diverged"])
+                    bad = fails[sel]
                     if sel.any() and bad.any():
-                        g = gap[sel][np.isfinite(gap[sel])]
-                        cells.append((int(bad.sum()), float(g.mean()) if g.size else np.inf, corpus, p, sel))
+                        g = gap[sel]
+                        cells.append((int(bad.sum()), np.inf if np.isinf(g).any() else float(np.nanmean(g)),
+                                      corpus, p, sel))
             if cells:
                 _, _, corpus, p, sel = max(cells, key=lambda c: c[:2])
                 failing.append((m, f"{p if not p.isdigit() else 'int' + p}"
