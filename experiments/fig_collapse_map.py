@@ -314,10 +314,10 @@ def _reading(rs: list[dict[str, Any]]) -> str:
         statuses = ", ".join(sorted({r["status"] for r in g}))
         n_fail = sum(_fails(r) for r in g)
         emb, hid = _spread([r["emb_stable_rank_ratio"] for r in g]), _spread([r["hidden_rank_ratio"] for r in g])
-        line = (f"**{mech}** at {prec} ({corpus}, lr {lr:g}) fails in {n_fail} of {len(g)} seed(s): gap "
-                f"{_gap_spread([r['gap'] for r in g])} nats ({statuses}); stable rank of the table the forward pass "
-                f"reads ×{emb}, hidden effective rank ×{hid} of fp32, below-edge fraction "
-                f"{_spread([r['below_edge'] for r in g])}")
+        gap = _gap_spread([r["gap"] for r in g]).replace(", diverged", "")
+        line = (f"**{mech}** at {prec} ({corpus}, lr {lr:g}) fails in {n_fail} of {len(g)} seed(s): gap {gap} nats "
+                f"({statuses}); stable rank of the table the forward pass reads ×{emb}, hidden effective rank "
+                f"×{hid} of fp32, below-edge fraction {_spread([r['below_edge'] for r in g])}")
         push = [r["pushdown_kept"] for r in g if math.isfinite(r["pushdown_kept"])]
         if push:
             line += f", push-down mass kept {_spread(push)}"

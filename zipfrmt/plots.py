@@ -849,7 +849,8 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     loss gap, the stored embedding's stable-rank ratio and the centred hidden effective-rank ratio to fp32 over
     training (mean over seeds) — one curve per failing mechanism (``ds["fails"]`` when the experiment gives it),
     its cell with the most failing seeds and then the largest gap — each curve's departure marked. Panel (b)
-    shows every run at every learning rate on a symmetric-log axis (linear within ±1 nat).
+    shows every run at every learning rate, on a symmetric-log axis (linear within ±1 nat) when the gaps reach
+    beyond 2 nats.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
@@ -873,7 +874,8 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
     with paper_style():
         fig = plt.figure(figsize=(PAGE_WIDTH, 5.2))
         grid = fig.add_gridspec(2, 3, hspace=0.55, wspace=0.5)
-        maps = grid[0, :2].subgridspec(1, len(corpora), wspace=0.5)
+        upper = grid[0, :].subgridspec(1, 2, width_ratios=[2.0, 1.0], wspace=0.6)
+        maps = upper[0, 0].subgridspec(1, len(corpora) + 1, wspace=0.5, width_ratios=[1.0] * len(corpora) + [0.06])
         for ci, corpus in enumerate(corpora):
             ax = fig.add_subplot(maps[0, ci])
             cell = np.full((len(mechs), len(precs)), np.nan)
@@ -902,10 +904,10 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
             ax.set_yticks(range(len(mechs)), mechs if ci == 0 else [])
             ax.set_title(f"(a) {corpus}" if ci == 0 else corpus)
             ax.spines[:].set_visible(False)
-        fig.colorbar(im, ax=fig.axes[: len(corpora)], shrink=0.8, extend="both",
-                     label=f"loss gap to fp32 (nats), lr {float(lr0):g}\nC collapsed, D diverged (a seed)")
+        fig.colorbar(im, cax=fig.add_subplot(maps[0, -1]), extend="both", label="gap (nats)")
+        fig.axes[0].set_xlabel(f"lr {float(lr0):g}; C: a seed collapsed, D: a seed diverged", loc="left")
 
-        ax = fig.add_subplot(grid[0, 2])
+        ax = fig.add_subplot(upper[0, 1])
         dose = np.asarray(ds["below_edge"].values, np.float64)
         diverged_at = 1.12 * max(0.5, float(np.max(finite_gaps)) if finite_gaps.size else 0.5)
         if not np.isfinite(gap).all():
@@ -925,7 +927,8 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
             if ctrl != "none" and (lab["control"] == ctrl).any():
                 ax.scatter([], [], marker=marker, facecolors="none", edgecolors="0.3", s=14, label=f"control: {ctrl}")
         ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_yscale("symlog", linthresh=1.0)
+        if diverged_at > 2.5:  # gaps over orders of magnitude: linear within ±1 nat, logarithmic beyond
+            ax.set_yscale("symlog", linthresh=1.0)
         ax.set_xlabel("embedding σ below the noise edge (fraction)")
         ax.set_ylabel("final loss gap to fp32 (nats)")
         ax.set_title("(b) dose–response" + (" (every lr)" if len(set(lab["lr"])) > 1 else ""))
