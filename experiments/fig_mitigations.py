@@ -55,10 +55,13 @@ class Config:
     """Settings of the three parts.
 
     ``base`` and ``act_bits``: the training config of ``fig_training_collapse`` at the same scale (so its fp32
-    and low-bit latent-corpus runs are shared). ``budget``: SpecQuant's mean fraction of rFFT coefficients kept
-    (0.02 ≈ 0.3 extra bits per weight); ``specquant_alpha``: a fixed smoothing strength for the LM's linear
-    layers instead of SpecQuant's per-layer search (None: search). ``s2d_*``: the paper's defaults (λ, n,
-    m = every, τ, K_max); the power-law matrix's S2D flow runs until σ_1 is ``s2d_sigma_ratio`` of its start.
+    and low-bit latent-corpus runs are shared). ``budget``: SpecQuant's mean fraction of rFFT coefficients kept,
+    costing :func:`zipfrmt.mitigate.specquant.budget_bits` ``(budget, n)`` extra bits per weight on rows of length
+    ``n`` (0.02: 0.26 bits on the 256-wide power-law matrix, 0.165 on the 64-wide quick-scale LM embedding; the
+    dataset's ``overhead_bits`` and ``ptq_overhead_bits`` are the measured costs); ``specquant_alpha``: a fixed
+    smoothing strength for the LM's linear layers instead of SpecQuant's per-layer search (None: search).
+    ``s2d_*``: the paper's defaults (λ, n, m = every, τ, K_max); the power-law matrix's S2D flow runs until σ_1
+    is ``s2d_sigma_ratio`` of its start.
     """
 
     base: Any
@@ -413,7 +416,10 @@ def render(ds: Any, out_dir: str | Path) -> list[Path]:
     paths = plots.mitigations(ds, figure_path(out_dir, NAME))
     header = ["matrix", "method", "b", "k* meas.", "k* pred.", "r_s meas.", "r_s pred.", "a meas.", "a pred.",
               "rel. error", "regime"]
-    caption = (f"RTN vs SpecQuant (budget {fmt(float(ds['specquant_budget']))}) vs S2D + RTN: "
+    cost = " / ".join(f"{fmt(_v(ds, 'overhead_bits', matrix=m, mitigation='specquant', bits=ds['bits'].values[0]))}"
+                      f" on the {MATRIX_LABELS.get(str(m), str(m))}" for m in ds["matrix"].values)
+    caption = (f"RTN vs SpecQuant (budget {fmt(float(ds['specquant_budget']))}: {cost} extra bits per weight) "
+               "vs S2D + RTN: "
                "truncation index k*, stable rank r_s and rank exponent a, measured and predicted "
                "by the random-matrix model, and relative error ‖Q(W) − W‖_F / ‖W‖_F.")
     paths += write_table(out_dir, NAME, header, _table_rows(ds), caption, align="lllrrrrrrrl")

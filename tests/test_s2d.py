@@ -241,3 +241,31 @@ def test_refresh_step_adds_the_closed_form_gradient(shape):
     tx = S.s2d(lam=0.7, n=2, k=3)
     upd, _ = tx.update({"w": jnp.zeros_like(W)}, tx.init(params), params)
     np.testing.assert_allclose(upd["w"], S.s2d_gradient(W, 3, n=2, lam=0.7), atol=1e-5)
+
+
+def test_in_the_training_optimizer_the_s2d_gradient_is_added_after_the_clip():
+    """docs/mitigations.md, S2D choice 4: ``make_optimizer`` chains clip → extra_transform → AdamW, so S2D sees
+    the clipped loss gradient and what it adds is never clipped: clip(g) + ∂L/∂W, not clip(g + ∂L/∂W)."""
+    from zipfrmt.nn import TrainConfig
+    from zipfrmt.nn.optim import make_optimizer
+
+    params = _params()
+    seen = {}
+
+    def record(name):
+        def update(updates, state, params=None):
+            seen[name] = updates
+            return updates, state
+
+        return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
+
+    lam = 50.0
+    extra = optax.chain(record("in"), S.s2d(lam=lam, n=2, k=1, every=100, param_filter=_only_enc), record("out"))
+    tx = make_optimizer(TrainConfig(grad_clip=1.0), extra)
+    g = jax.tree.map(lambda x: 100.0 * jnp.ones_like(x), params)
+    tx.update(g, tx.init(params), params)  # eager, so the recorders see concrete arrays
+    assert float(optax.tree.norm(seen["in"])) == pytest.approx(1.0, rel=1e-5)  # the loss gradient is clipped
+    added = S.s2d_gradient(params["enc"]["kernel"], 1, n=2, lam=lam)
+    np.testing.assert_allclose(seen["out"]["enc"]["kernel"], seen["in"]["enc"]["kernel"] + added, rtol=1e-4,
+                               atol=1e-4 * float(jnp.max(jnp.abs(added))))
+    assert float(optax.tree.norm(seen["out"])) > 10.0  # the sum is not clipped back to 1

@@ -441,7 +441,9 @@ def s2d(
         tx = optax.chain(s2d(lam=5e-4, n=2, k=ks, every=100), optax.adamw(1e-4))
 
     The updates it receives are the loss gradients; it returns ``g + ∂L_S2D/∂W`` for selected weights and
-    ``g`` untouched for the rest. The SVD of each selected weight is recomputed every ``every`` steps (first
+    ``g`` untouched for the rest. Placed after a gradient clip (as ``zipfrmt.nn``'s ``make_optimizer`` does:
+    ``clip_by_global_norm → s2d → AdamW``), what it adds is never clipped — ``clip(g) + ∂L_S2D/∂W``, where a loss
+    term would give ``clip(g + ∂L_S2D/∂W)``. The SVD of each selected weight is recomputed every ``every`` steps (first
     step included) and its top-``K`` factors cached in :class:`S2DState`; between refreshes the singular values
     are re-estimated as ``σ̂_i = max(u_iᵀ W v_i, 0)`` with the cached vectors (see the module docstring). The
     refresh is a ``jax.lax.cond`` on the step counter, so ``update`` is jit-compatible and deterministic.

@@ -18,17 +18,22 @@ of a channel of length ``n`` kept, averaged over channels):
    (``coeff_dtype``); ``W′_j = irfft(F_j ⊙ 1[f < k_j])``.
 3. *Residual*: ``R = Ŵ − W′`` quantized per channel with :func:`zipfrmt.quant.quantize` (symmetric absmax by
    default); ``Ŵ_q = W′ + Q_b(R)`` and ``XW ≈ X̂W′ + Q(X̂)Q(R)``.
-4. *Budget* ``k_j = min(F, c·s_j)`` (rounded), ``c`` chosen so ``Σ_j k_j ≈ β·C·F``: water-filling proportional to
-   an importance score ``s_j`` — ``"entropy"`` (``exp`` of the spectral entropy of ``|F_j|²``: the effective
-   number of occupied frequencies; the paper's best), ``"mean-product"`` (mean of ``|x̂_i|·|ŵ_ij|`` along the
-   channel, ``|x̂_i|`` the mean activation magnitude; ``|ŵ_ij|`` alone without activations), ``"abs-max"``,
-   ``"l2"``, or ``"uniform"`` (``k_j = round(βF)``). ``β = 1`` keeps everything, ``β = 0`` nothing.
+4. *Budget* ``x_j = min(F, c·s_j)`` with ``c`` chosen so ``Σ_j x_j = β·C·F`` (water-filling proportional to an
+   importance score ``s_j``), rounded by largest remainder so that ``Σ_j k_j = round(β·C·F)`` exactly: the
+   realised mean ``Σk_j/(C·F)`` is β to within ``1/(2·C·F)`` (:attr:`SpecQuantResult.realised_budget`).
+   Scores: ``"entropy"`` (``exp`` of the spectral entropy of ``|F_j|²``: the effective number of occupied
+   frequencies, so a spread-out channel gets more coefficients — the paper's ablation ranks spectral entropy
+   best, but this mapping of the score to ``k_j`` is this package's reading, not a rule the paper states),
+   ``"mean-product"`` (mean of ``|x̂_i|·|ŵ_ij|`` along the channel, ``|x̂_i|`` the mean activation magnitude;
+   ``|ŵ_ij|`` alone without activations), ``"abs-max"``, ``"l2"``, or ``"uniform"`` (``k_j ∈ {⌊βF⌋, ⌈βF⌉}``).
+   ``β = 1`` keeps everything, ``β = 0`` nothing.
 
 Storage: a real channel of length ``n`` has ``F`` rFFT coefficients; coefficient 0 (and ``n/2`` for even ``n``)
 is real, the others complex. A kept coefficient costs 16 bits per real number it holds (16 for a real one, 32 for
 a complex one), so keeping all ``F`` costs exactly ``16·n`` bits, as storing the channel would. The overhead is
 ``16 · #reals kept / (d_in·d_out)`` bits per weight beyond the ``b``-bit residual; the per-channel ``k_j`` and
-scales, and ``λ`` (folded into the previous layer, as in SmoothQuant), are not counted.
+scales, and ``λ`` (folded into the previous layer, as in SmoothQuant), are not counted. :func:`budget_bits`
+converts a budget β to this overhead (β = 0.02: 0.26 bits per weight for n = 256, 0.165 for n = 64).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ __all__ = [
     "ALPHA_GRID",
     "IMPORTANCES",
     "SpecQuantResult",
+    "budget_bits",
     "channel_budgets",
     "low_frequency_energy",
     "smooth",
@@ -147,11 +153,18 @@ def _importance(kind: str, Wc: jax.Array, P: jax.Array, act: jax.Array | None) -
 
 
 def _allocate(s: Float[Array, " C"], budget: Any, F: int) -> Int[Array, " C"]:
-    """``k_j = round(min(F, c·s_j))`` with ``Σ min(F, c·s_j) = β·C·F`` (bisection on ``c``); all ``F`` at β = 1."""
+    """Water-filling ``x_j = min(F, c·s_j)`` with ``Σ_j x_j = β·C·F`` (bisection on ``c``), then largest-remainder
+    rounding: ``k_j = ⌊x_j⌋``, plus one for the ``T − Σ⌊x_j⌋`` channels with the largest fractional parts (ties to
+    the lower index; a channel already at ``F`` gets none), so ``Σ_j k_j = T = round(β·C·F)`` exactly (the product
+    taken in float32). A channel of importance 0 gets coefficients only once every other channel is full; if
+    every importance is 0 the budgets are uniform. All ``F`` at β = 1, none at β = 0."""
     C = s.shape[0]
-    target = budget * C * F
     s = jnp.maximum(s, 0.0)
-    hi0 = jnp.where(jnp.max(s) > 0, F / jnp.maximum(jnp.min(jnp.where(s > 0, s, jnp.inf)), _EPS), 1.0)
+    smax = jnp.max(s)
+    # zero importance → a tiny positive one (so the target is always reachable); all zero → uniform
+    s = jnp.where(smax > 0, jnp.where(s > 0, s, _EPS * smax), 1.0)
+    target = budget * (C * F)
+    hi0 = F / jnp.min(s)
 
     def body(_: int, lohi: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         lo, hi = lohi
@@ -160,7 +173,14 @@ def _allocate(s: Float[Array, " C"], budget: Any, F: int) -> Int[Array, " C"]:
         return jnp.where(over, lo, mid), jnp.where(over, mid, hi)
 
     _, c = jax.lax.fori_loop(0, 100, body, (jnp.zeros(()), hi0 * 1.0))
-    k = jnp.round(jnp.minimum(F, c * s)).astype(jnp.int32)
+    x = jnp.minimum(F, c * s)
+    base = jnp.clip(jnp.floor(x), 0, F).astype(jnp.int32)
+    T = jnp.round(target).astype(jnp.int32)
+    open_ = base < F
+    extra = jnp.clip(T - jnp.sum(base), 0, jnp.sum(open_))
+    order = jnp.argsort(-jnp.where(open_, x - base, -1.0), stable=True)  # largest remainder first
+    rank = jnp.zeros(C, jnp.int32).at[order].set(jnp.arange(C, dtype=jnp.int32))
+    k = base + ((rank < extra) & open_).astype(jnp.int32)
     k = jnp.where(budget >= 1.0, F, k)
     return jnp.where(budget <= 0.0, 0, k)
 
@@ -262,7 +282,11 @@ class SpecQuantResult:
       alpha: the migration strength used (NaN without activations).
       energy_kept: per channel, the fraction of ``‖ŵ_j‖²`` in the kept coefficients (Parseval).
       overhead_bits: storage of the kept coefficients (16 bits per real number for the default float16
-        ``coeff_dtype``, 32 for ``None``), in bits per weight beyond the ``b``-bit residual.
+        ``coeff_dtype``, 32 for ``None``), in bits per weight beyond the ``b``-bit residual; equal to
+        :func:`budget_bits` ``(budget, n)`` whenever every channel keeps between 1 and ``F − 1`` coefficients
+        or all keep ``⌊βF⌋`` or ``⌈βF⌉`` (always for ``"uniform"``).
+      realised_budget: ``Σ_j k_j / (C·F)``, the mean fraction of coefficients actually kept; the allocation
+        rounds the total, so it differs from ``budget`` by at most ``1/(2·C·F)``.
       bits, budget, importance, axis: the settings.
     """
 
@@ -276,16 +300,58 @@ class SpecQuantResult:
     alpha: float
     energy_kept: np.ndarray = dataclasses.field(repr=False)
     overhead_bits: float
+    realised_budget: float
     bits: int
     budget: float
     importance: str
     axis: int
 
 
+def _bits_per_real(coeff_dtype: Any) -> float:
+    return 32.0 if coeff_dtype is None else 8.0 * np.dtype(coeff_dtype).itemsize
+
+
+def _reals_kept(n: int) -> np.ndarray:
+    """``m(k)`` for ``k = 0…F``: reals held by the ``k`` lowest rFFT coefficients of a length-n channel."""
+    return np.concatenate([[0], np.cumsum(_multiplicity(n))])
+
+
 def _overhead_bits(k: np.ndarray, n: int, n_weights: int, coeff_dtype: Any) -> float:
-    cum = np.concatenate([[0], np.cumsum(_multiplicity(n))])
-    bits_per_real = 32.0 if coeff_dtype is None else 8.0 * np.dtype(coeff_dtype).itemsize
-    return bits_per_real * float(cum[np.asarray(k, np.int64)].sum()) / n_weights
+    return _bits_per_real(coeff_dtype) * float(_reals_kept(n)[np.asarray(k, np.int64)].sum()) / n_weights
+
+
+def budget_bits(budget: float, n: int, *, coeff_dtype: Any = jnp.float16) -> float:
+    """Storage of SpecQuant's low-frequency branch at mean budget β, in bits per weight (beyond the residual).
+
+    What is stored per kept coefficient: a real channel of length ``n`` has ``F = ⌊n/2⌋ + 1`` rFFT
+    coefficients; coefficient 0 (and ``n/2`` for even ``n``) is real — one number — and every other is complex —
+    two numbers; each number is stored in ``b_c`` bits (16 for the default float16/bfloat16 ``coeff_dtype``, 32
+    for float32/``None``). So the ``k`` lowest coefficients hold ``m(k)`` reals: ``m(0) = 0``, ``m(k) = 2k − 1``
+    for ``1 ≤ k < F``, and ``m(F) = n`` (all ``F`` cost ``b_c·n`` bits, as storing the channel would). Budget β
+    keeps ``βF`` coefficients per channel on average; with the exact-total allocation (:func:`specquant`, module
+    docstring step 4) a uniform budget keeps ``⌊βF⌋`` or ``⌈βF⌉``, so the cost is
+
+        budget_bits(β, n) = b_c · m̄(βF) / n,   m̄ the piecewise-linear interpolation of m between integers.
+
+    Examples (float16): β = 0.02, n = 256 (F = 129): βF = 2.58, m̄ = 3 + 0.58·2 = 4.16 reals, 16·4.16/256 =
+    0.26 bits per weight; β = 0.02, n = 64 (F = 33): βF = 0.66, m̄ = 0.66, 16·0.66/64 = 0.165. For
+    ``1 ≤ βF ≤ F − 1`` it is ``b_c(2βF − 1)/n = b_c·β·(n + 2)/n − b_c/n`` (even n); the rule of thumb ``16·β``
+    drops both corrections (F is n/2 + 1, not n/2; the DC coefficient is one real, not two) and gives 0.32
+    instead of 0.26 at β = 0.02, n = 256.
+
+    It is exactly :attr:`SpecQuantResult.overhead_bits` (up to the rounding of the total ``round(β·C·F)``) for
+    ``importance="uniform"`` and for any allocation in which every channel keeps between 1 and ``F − 1``
+    coefficients (``m`` is linear there); an importance-weighted allocation with ``βF < 1`` can cost more (a
+    channel given 2 coefficients holds 3 reals).
+    """
+    budget = check_number(budget, "budget", lo=0.0, hi=1.0)
+    n = check_int(n, "n", lo=1)
+    if coeff_dtype is not None and np.dtype(coeff_dtype) not in (np.dtype(jnp.float16), np.dtype(jnp.bfloat16),
+                                                                np.dtype(np.float32)):
+        raise ValueError(f"coeff_dtype: expected float16, bfloat16, float32 or None, got {describe(coeff_dtype)}")
+    F = n // 2 + 1
+    m = _reals_kept(n).astype(np.float64)
+    return _bits_per_real(coeff_dtype) * float(np.interp(budget * F, np.arange(F + 1), m)) / n
 
 
 def _check_common(budget: Any, axis: Any, importance: Any) -> tuple[float, int, str]:
@@ -329,8 +395,11 @@ def _budgets(W: jax.Array, a: jax.Array | None, budget: Any, importance: str, ax
 def low_frequency_energy(W: Float[Array, "d_in d_out"], fraction: float = 0.2, *, axis: int = 0) -> Float[Array, " C"]:
     """Per channel, the share of its energy in the lowest ``⌈fraction·F⌉`` rFFT coefficients (Parseval-weighted).
 
-    SpecQuant (arXiv 2511.11663) reports ~92% in the lowest 20% for LLaMA weights after smoothing. A channel
-    with zero energy gives NaN.
+    SpecQuant (arXiv 2511.11663) reports ~92% in the lowest 20% for LLaMA weights after smoothing. Along an axis
+    without an order (white noise, hidden units, features) the expected share is that of the reals the kept
+    coefficients hold, ``(2k − 1)/n`` with ``k = ⌈fraction·F⌉ < F`` (0.203 for n = 64): ≈ ``fraction``, not more
+    (``docs/mitigations.md``, Findings). A channel with zero energy has no share: it is a ValueError that names
+    the channels.
     """
     W = check_matrix(W)
     fraction = check_number(fraction, "fraction", lo=0.0, hi=1.0)
@@ -340,7 +409,12 @@ def low_frequency_energy(W: Float[Array, "d_in d_out"], fraction: float = 0.2, *
     P = _power(jnp.fft.rfft(Wc, axis=0), n)
     k = math.ceil(fraction * (n // 2 + 1))
     total = jnp.sum(P, axis=0)
-    return jnp.where(total > 0, jnp.sum(P[:k], axis=0) / jnp.where(total > 0, total, 1.0), jnp.nan)
+    zero = np.flatnonzero(np.asarray(total) <= 0)
+    if zero.size:
+        raise ValueError(f"W: expected every channel along axis {axis} to have nonzero energy (the low-frequency "
+                         f"share of a zero channel is undefined), got {zero.size} zero channel(s): "
+                         f"{zero[:8].tolist()}{' …' if zero.size > 8 else ''}")
+    return jnp.sum(P[:k], axis=0) / total
 
 
 def specquant(
@@ -433,6 +507,7 @@ def specquant(
         alpha=alpha_used,
         energy_kept=frac,
         overhead_bits=_overhead_bits(k_np, n, Wj.size, coeff_dtype),
+        realised_budget=float(k_np.sum()) / (k_np.size * (n // 2 + 1)),
         bits=bits,
         budget=budget,
         importance=importance,
