@@ -217,16 +217,117 @@ matrices = hnp.arrays(
 def test_quantizing_twice_changes_nothing_with_nearest_rounding(W, bits, gran):
     assume(bits > 1 or np.all(W != 0))  # sign(0) = 0 lowers mean|Q|, so the 1-bit map is idempotent only without zeros
     g = 2 if gran == "group" else None
-    once = np.asarray(zq.quantize(W, bits, granularity=gran, group_size=g).dequantized)
+    try:
+        once = np.asarray(zq.quantize(W, bits, granularity=gran, group_size=g).dequantized)
+    except ValueError as err:  # a nonzero group of entries ~1e-38, whose step float32 cannot hold
+        assert "quantization step float32 can hold" in str(err)
+        assert np.abs(W)[W != 0].min() < 1e-30
+        return
     twice = np.asarray(zq.quantize(once, bits, granularity=gran, group_size=g).dequantized)
     np.testing.assert_allclose(twice, once, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(W).max())))
 
 
 @pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
-def test_a_range_whose_step_underflows_quantizes_to_zeros_not_nan(scheme):
+def test_a_nonzero_group_whose_step_float32_cannot_hold_is_a_named_error_not_zeros(scheme):
     W = np.array([[1.1754944e-38, 0.0]], np.float32)  # max|w|/L is below float32's normal range
-    q = np.asarray(zq.quantize(W, 3, scheme=scheme).dequantized)
-    assert np.all(np.isfinite(q)) and np.all(q == 0)
+    with pytest.raises(ValueError, match=r"W: expected scale groups whose quantization step float32 can hold"):
+        zq.quantize(W, 3, scheme=scheme)
+    q = np.asarray(zq.fake_quant(W, 3, scheme=scheme))  # unchecked (training path): finite, never NaN
+    assert np.all(np.isfinite(q))
+
+
+@pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
+def test_an_all_zero_group_has_step_one_and_an_exactly_zero_output(scheme):
+    W = np.array([[0.0, 0.0, 0.0], [0.5, -1.0, 0.25]], np.float32)
+    r = zq.quantize(W, 3, scheme=scheme, granularity="row")
+    assert float(np.asarray(r.scale)[0, 0]) == 1.0
+    assert np.all(np.asarray(r.dequantized)[0] == 0)
+    assert np.isfinite(r.rel_error) and np.isfinite(r.noise_var_model)
+
+
+def test_a_tiny_nonzero_group_beside_large_ones_is_quantized_in_its_own_scale():
+    """A row 1e-36 times smaller than the others still gets its own grid: Q(row) = 1e-36·Q(row·1e36)."""
+    base = np.array([[0.9, -0.3, 0.05, -1.4], [0.2, 0.7, -0.6, 0.61]], np.float32)
+    W = base.copy()
+    W[1] *= np.float32(1e-36)
+    q = np.asarray(zq.quantize(W, 4, granularity="row").dequantized)
+    q_base = np.asarray(zq.quantize(base, 4, granularity="row").dequantized)
+    np.testing.assert_allclose(q[0], q_base[0])
+    np.testing.assert_allclose(q[1] / np.float32(1e-36), q_base[1], rtol=1e-5)
+    assert np.any(q[1] != 0)
+
+
+@pytest.mark.parametrize("spec", ["int4-tensor", "int4-row-asymmetric", "int3-group32-mse", "int1-row", "nf4",
+                                  "fp8_e4m3"])
+@pytest.mark.parametrize("k", [-100, 100])
+def test_quantization_commutes_exactly_with_powers_of_two(gaussian, spec, k):
+    W = gaussian[:64, :64]
+    r, r_scaled = zq.quantize(W, spec), zq.quantize(W * np.float32(2.0**k), spec)
+    np.testing.assert_array_equal(np.asarray(r_scaled.dequantized), np.asarray(r.dequantized) * np.float32(2.0**k))
+    assert r_scaled.rel_error == r.rel_error
+    assert r_scaled.regime == r.regime
+    assert r_scaled.noise_var_measured == pytest.approx(r.noise_var_measured * 4.0**k, rel=1e-6)
+    assert r_scaled.noise_var_model == pytest.approx(r.noise_var_model * 4.0**k, rel=1e-6)
+
+
+@pytest.mark.parametrize("c", [1e-30, 1e30])
+def test_rel_error_is_reported_right_at_extreme_magnitudes(gaussian, c):
+    """Regression: at 1e-30 the float32 squares of the noise sums underflowed and rel_error read 0.0."""
+    W = gaussian[:128, :64]
+    ref = zq.quantize(W, 4)
+    r = zq.quantize(W * np.float32(c), 4)
+    true = np.linalg.norm(np.asarray(r.dequantized, np.float64) - W * c) / np.linalg.norm(W.astype(np.float64) * c)
+    assert r.rel_error == pytest.approx(true, rel=1e-4)
+    assert r.rel_error == pytest.approx(ref.rel_error, rel=1e-4)
+
+
+@pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
+def test_a_matrix_near_float32s_largest_number_gives_finite_results(gaussian, scheme):
+    """Regression: at max|W| = 3e38 the asymmetric span overflowed (NaN entries) and the error sums gave NaN."""
+    W = gaussian[:128, :64]
+    big = W / np.abs(W).max() * np.float32(3e38)
+    r = zq.quantize(big, 4, scheme=scheme)
+    assert np.all(np.isfinite(np.asarray(r.dequantized)))
+    assert r.rel_error == pytest.approx(zq.quantize(W, 4, scheme=scheme).rel_error, rel=1e-3)
+    assert r.regime == "widrow"
+
+
+@pytest.mark.parametrize("spec,k", [("int2-row", 126), ("int2-row-percentile90", 126), ("int3-group32-mse", 126),
+                                    ("int2-row-asymmetric", 125)])  # at 2^126 its top level would overflow
+def test_steps_above_2_to_the_126_quantize_like_ordinary_ones(gaussian, spec, k):
+    """XLA:CPU divides by multiplying with 1/Δ, which flushes to 0 for Δ > 2^126 (2-3 bits at max|W| ~ 3e38):
+    every entry used to quantize to 0."""
+    W = gaussian[:64, :64]
+    c = np.float32(2.0**k)
+    ref, big = zq.quantize(W, spec), zq.quantize(W * c, spec)
+    np.testing.assert_array_equal(np.asarray(big.dequantized), np.asarray(ref.dequantized) * c)
+    assert big.rel_error == pytest.approx(ref.rel_error, rel=1e-6)
+
+
+def test_an_asymmetric_group_whose_span_underflows_is_a_named_error_not_a_constant_group():
+    """Entries 5e-38 … 6e-38: Δ = 1e-38/15 underflows; the group must not be taken for a constant one (Δ = |lo|)."""
+    W = np.array([[5e-38, 6e-38, 5.5e-38, 5.2e-38], [1.0, -2.0, 0.5, 0.25]], np.float32)
+    with pytest.raises(ValueError, match=r"W: expected scale groups whose quantization step float32 can hold"):
+        zq.quantize(W, 4, scheme="asymmetric", granularity="row")
+
+
+def test_a_group_of_subnormal_entries_only_is_not_taken_for_a_zero_group():
+    W = np.zeros((2, 4), np.float32)
+    W[0, 1] = 1e-40  # XLA:CPU reads it as 0
+    W[1] = 1.0
+    with pytest.raises(ValueError, match=r"got 1 of 2 groups of 'int4-row' with a smaller step"):
+        zq.quantize(W, 4, granularity="row")
+
+
+def test_values_float32_cannot_hold_are_named_errors():
+    with pytest.raises(ValueError, match=r"W: expected entries within float32's range .* got max\|W\| = 1e\+39"):
+        zq.quantize(np.array([[1e39, 1.0]]), 4)
+    with pytest.raises(ValueError, match=r"W: expected max\|W\| = 0 or at least float32's smallest normal number"):
+        zq.quantize(np.array([[1e-40, 0.0]], np.float32), 4)
+    with pytest.raises(ValueError, match=r"W: expected max\|W\| = 0 or at least"):
+        zq.fake_quant(np.array([[1e-40, 0.0]], np.float32), 4)
+    with pytest.raises(ValueError, match=r"W: expected max\|W\| far enough below float32's largest number"):
+        zq.quantize(np.array([[3.4e38, -3.0e38, 1e38]], np.float32), 2, scheme="asymmetric")
 
 
 # --- Qwix ----------------------------------------------------------------------------------------------------------

@@ -394,3 +394,63 @@ def test_stable_rank_is_invariant_to_scaling_and_permutations(W, c, seed):
     assert scaled == pytest.approx(base, rel=1e-4)
     assert perm == pytest.approx(base, rel=1e-4)
     assert 1.0 - 1e-5 <= base <= min(W.shape) + 1e-4
+
+
+# --- magnitudes at the edges of float32 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gauss_128x64():
+    return np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["auto", "svd", "gram", "gram64", "chunked"])
+@pytest.mark.parametrize("c", [1e19, 1e-20, 1e-37])
+def test_singular_values_scale_with_the_matrix_at_extreme_magnitudes(gauss_128x64, method, c):
+    """Regression: at 1e19 the float32 Gram matrix overflowed ("auto" crashed with IndexError, "gram" gave NaN),
+    at 1e-20 it underflowed (every σ read 0); at 1e-37 a tenth of the entries are subnormal."""
+    W = gauss_128x64 * np.float32(c)
+    s = np.asarray(S.singular_values(W, method), np.float64)
+    ref = lapack_sv(W)
+    assert np.all(s > 0)
+    np.testing.assert_allclose(s, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("c", [1e19, 1e-20])
+def test_summarize_is_scale_free_at_extreme_magnitudes(gauss_128x64, c):
+    base, scaled = S.summarize(gauss_128x64), S.summarize(gauss_128x64 * np.float32(c))
+    assert scaled.reasons == {}
+    assert scaled.sigma_max == pytest.approx(base.sigma_max * c, rel=1e-5)
+    for name in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent", "esd_alpha"):
+        assert getattr(scaled, name) == pytest.approx(getattr(base, name), rel=1e-4), name
+
+
+@pytest.mark.parametrize("method", ["auto", "svd", "gram", "gram64"])
+def test_singular_values_trace_under_jit_with_every_method(gauss_128x64, method):
+    """Regression: "auto" decided on the host and raised TracerArrayConversionError under jax.jit."""
+    import jax
+
+    jitted = np.asarray(jax.jit(lambda w: S.singular_values(w, method))(jnp.asarray(gauss_128x64)))
+    np.testing.assert_allclose(jitted, np.asarray(S.singular_values(gauss_128x64, method)), rtol=1e-6)
+
+
+def test_magnitudes_float32_cannot_hold_are_named_errors():
+    with pytest.raises(ValueError, match=r"W: expected entries within float32's range .* got max\|W\| = 1e\+39"):
+        S.singular_values(np.array([[1e39, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"W: expected max\|W\| = 0 or at least float32's smallest normal"):
+        S.singular_values(np.array([[1e-40, 0.0], [0.0, 0.0]], np.float32))
+    with pytest.raises(ValueError, match=r"W: expected max\|W\| = 0 or at least"):
+        S.singular_values(np.array([[1e-40, 0.0], [0.0, 0.0]], np.float32), "chunked")
+    with pytest.raises(ValueError, match=r"W: expected a matrix whose largest singular value float32 can hold"):
+        S.singular_values(np.full((4, 4), 3e38, np.float32))
+    with pytest.raises(ValueError, match=r"Ws: expected entries within float32's range"):
+        S.singular_values_batched(np.full((2, 3, 3), 1e39))
+
+
+def test_rank_measures_hold_for_spectra_beyond_float32s_range():
+    """σ² of σ ~ 1e20 overflows float32 and of σ ~ 1e-20 underflows; the measures are scale-free."""
+    s = np.array([3.0, 2.0, 1.0, 0.5])
+    for c in (1e-300, 1e-20, 1e20, 1e300):
+        assert float(S.stable_rank(s * c)) == pytest.approx(float(S.stable_rank(s)), rel=1e-6)
+        assert float(S.effective_rank(s * c)) == pytest.approx(float(S.effective_rank(s)), rel=1e-6)
+        assert float(S.participation_ratio(s * c)) == pytest.approx(float(S.participation_ratio(s)), rel=1e-6)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
@@ -54,7 +55,7 @@ def check_float_array(
             except Exception as exc:  # noqa: BLE001 - re-raised with context
                 raise TypeError(f"{name}: expected a floating-point array, got {describe(x)}") from exc
     dtype = np.dtype(x.dtype)
-    if not np.issubdtype(dtype, np.floating):
+    if not jnp.issubdtype(dtype, jnp.floating):  # NumPy's issubdtype does not know bfloat16
         kind = "complex" if np.issubdtype(dtype, np.complexfloating) else "non-float"
         raise TypeError(
             f"{name}: expected a real floating-point array (float16, bfloat16, float32 or float64), "

@@ -58,10 +58,93 @@ U32 = 2.0**-24
 AUTO_RTOL = 1e-4
 AUTO_FLOOR = 1e-3
 
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Magnitudes float32 can hold
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_tracer(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _max_abs(W: Any) -> float:
+    """``max|W|`` exactly, also when it is subnormal in float32 (XLA:CPU reads subnormals as 0): NumPy arrays are
+    reduced by NumPy, JAX arrays of ≤ 32 bits by their bit patterns (for finite floats, ordered like ``|w|``)."""
+    if not isinstance(W, jax.Array):
+        return float(np.max(np.abs(np.asarray(W))))
+    dt = np.dtype(W.dtype)
+    if dt.itemsize == 8:
+        return float(jnp.max(jnp.abs(W)))
+    ints = {2: np.int16, 4: np.int32}[dt.itemsize]
+    top = jnp.max(jax.lax.bitcast_convert_type(W, ints) & ((1 << (8 * dt.itemsize - 1)) - 1))
+    return float(np.asarray(top, ints).view(dt))
+
+
+def _check_float32_range(amax: float, name: str) -> None:
+    """Singular values are computed from float32 entries: ``max|W|`` must be 0 or a normal float32 number."""
+    if amax > _F32_MAX:
+        raise ValueError(
+            f"{name}: expected entries within float32's range (|w| ≤ {_F32_MAX:.4g}; singular values are computed "
+            f"in float32), got max|{name}| = {amax:.4g}"
+        )
+    if 0 < amax < _F32_TINY:
+        raise ValueError(
+            f"{name}: expected max|{name}| = 0 or at least float32's smallest normal number {_F32_TINY:.4g} "
+            f"(smaller numbers are flushed to zero), got max|{name}| = {amax:.4g}"
+        )
+
+
+def _check_sigma_fits(s: jax.Array, name: str) -> None:
+    """The float64 singular values must fit the float32 they are returned in."""
+    top = float(jnp.max(s))
+    if top > _F32_MAX:
+        raise ValueError(
+            f"{name}: expected a matrix whose largest singular value float32 can hold (≤ {_F32_MAX:.4g}; singular "
+            f"values are returned in float32), got σ_1 = {top:.4g}; scale {name} down by a power of two first"
+        )
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Singular values
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _normalized(W: Float[Array, "V d"]) -> tuple[Float[Array, "V d"], jax.Array]:
+    """``(W·2^−e, e)`` in float32, ``e`` the binary exponent of ``max|W|`` (``max|W·2^−e| ∈ [0.5, 1)``; 0 for W = 0).
+
+    Scaling by a power of two is exact, and σ(W) = 2^e·σ(W·2^−e): every kernel works on the normalised matrix, so
+    its Gram matrix (entries up to ``V·max|W|²``) neither overflows (W ~ 1e19) nor underflows (W ~ 1e−20) in float32.
+    Entries are read from their bit patterns, so subnormal ones (``±m·2^−149``, which XLA:CPU reads as 0) are scaled
+    as what they are: at ``max|W| ~ 1e−37`` a tenth of a Gaussian matrix's entries is subnormal.
+    """
+    W = W.astype(jnp.float32)
+    bits = jax.lax.bitcast_convert_type(W, jnp.int32)
+    mag = bits & 0x7FFFFFFF
+    top = jnp.max(mag)  # the bit pattern of max|W|
+    e_sub = jnp.frexp(top.astype(jnp.float32))[1] - 149  # a subnormal max is top·2^-149
+    e = jnp.where(top >= 0x00800000, (top >> 23) - 126, jnp.where(top > 0, e_sub, 0))
+    a1, a2 = _pow2_pair(-e)
+    b1, b2 = _pow2_pair(-e - 149)
+    sub = mag.astype(jnp.float32) * b1 * b2
+    sub = jnp.where(bits < 0, -sub, sub)
+    return jnp.where(mag < 0x00800000, sub, W * a1 * a2), e
+
+
+def _pow2_pair(k: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two normal float32 powers of two whose product is ``2^k`` (``k`` clipped to ``[−252, 252]``): multiplying by
+    them in turn scales exactly where the input and the result are normal, at two multiplications per entry."""
+    k = jnp.clip(k, -252, 252)
+    h = k // 2
+    return jnp.ldexp(jnp.float32(1.0), h), jnp.ldexp(jnp.float32(1.0), k - h)
+
+
+def _scaled_back(s: Float[Array, " r"], e: jax.Array) -> Float[Array, " r"]:
+    """``s·2^e`` in float64 (exact)."""
+    return jnp.ldexp(s.astype(jnp.float64), e)
 
 
 def _gram(W: Float[Array, "V d"], accumulate: Any) -> Float[Array, "n n"]:
@@ -76,24 +159,47 @@ def _sigma_from_eigs(lam: Float[Array, " n"]) -> Float[Array, " n"]:
     return jnp.sqrt(jnp.clip(lam[::-1], 0.0, None))
 
 
+# The kernels run under jax.enable_x64 and return σ in float64, exactly scaled back from the normalised matrix.
+
+
 @jax.jit
 def _sv_svd(W: Float[Array, "V d"]) -> Float[Array, " r"]:
-    return jnp.linalg.svd(W.astype(jnp.float32), compute_uv=False)
+    Wn, e = _normalized(W)
+    return _scaled_back(jnp.linalg.svd(Wn, compute_uv=False), e)
 
 
 @jax.jit
 def _sv_gram(W: Float[Array, "V d"]) -> Float[Array, " r"]:
     # float32 accumulation (the cost: V·d² flops), float64 eigenvalues (d³, small).
-    G = _gram(W, jnp.float32).astype(jnp.float64)
-    return _sigma_from_eigs(jnp.linalg.eigvalsh(G))
+    Wn, e = _normalized(W)
+    G = _gram(Wn, jnp.float32).astype(jnp.float64)
+    return _scaled_back(_sigma_from_eigs(jnp.linalg.eigvalsh(G)), e)
 
 
 @jax.jit
 def _sv_gram64(W: Float[Array, "V d"]) -> Float[Array, " r"]:
-    return _sigma_from_eigs(jnp.linalg.eigvalsh(_gram(W, jnp.float64)))
+    Wn, e = _normalized(W)
+    return _scaled_back(_sigma_from_eigs(jnp.linalg.eigvalsh(_gram(Wn, jnp.float64))), e)
 
 
-_KERNELS: dict[str, Callable[[jax.Array], jax.Array]] = {"svd": _sv_svd, "gram": _sv_gram, "gram64": _sv_gram64}
+def _gram_is_accurate_traced(s: Float[Array, " r"]) -> jax.Array:
+    """:func:`gram_is_accurate` as a traceable boolean (the same rule on the same numbers)."""
+    s0 = s[0]
+    smallest = jnp.min(jnp.where(s >= AUTO_FLOOR * s0, s, jnp.inf))
+    return (s0 <= 0) | (smallest / jnp.where(s0 > 0, s0, 1.0) >= math.sqrt(U32 / (2 * AUTO_RTOL)))
+
+
+@jax.jit
+def _sv_auto(W: Float[Array, "V d"]) -> Float[Array, " r"]:
+    """``"gram"``, redone by ``"gram64"`` when the rule of :func:`gram_is_accurate` fails: one program, the choice
+    made on the device by ``lax.cond`` (so ``"auto"`` traces under ``jax.jit``; only the branch taken runs)."""
+    s = _sv_gram(W)
+    return jax.lax.cond(_gram_is_accurate_traced(s), lambda: s, lambda: _sv_gram64(W))
+
+
+_KERNELS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "auto": _sv_auto, "svd": _sv_svd, "gram": _sv_gram, "gram64": _sv_gram64,
+}
 
 
 def gram_is_accurate(sigma: Float[Array, " r"] | np.ndarray) -> bool:
@@ -132,27 +238,37 @@ def singular_values(
           from disk or larger than device memory needs only O(d²) extra memory. Only blocks are moved to the
           device. Requires ``V ≥ d`` (rows are streamed). As accurate as ``"gram64"`` at any dynamic range.
         * ``"auto"``: ``"gram"``, then the rule of :func:`gram_is_accurate` on the result; where the spectrum is too
-          wide for it, ``"gram64"``. Every σ_k ≥ 1e-3·σ_1 then has relative error ≤ 1e-4.
+          wide for it, ``"gram64"``. Every σ_k ≥ 1e-3·σ_1 then has relative error ≤ 1e-4. The choice is made inside
+          one compiled program (``lax.cond``), so ``"auto"`` works under ``jax.jit``/``vmap`` like the others.
       block_rows: rows per block for ``"chunked"``.
 
+    Every method except ``"chunked"`` (float64 throughout) works on ``W·2^−e``, ``e`` the binary exponent of
+    ``max|W|``, and returns ``2^e·σ(W·2^−e)`` (exact: a power of two), so ``σ(c·W) = |c|·σ(W)`` holds at any
+    magnitude float32 holds — the float32 Gram matrix of ``W·1e19`` would overflow, that of ``W·1e−20`` underflow.
+
     Returns:
-      ``σ_1 ≥ … ≥ σ_r`` (float32).
+      ``σ_1 ≥ … ≥ σ_r`` (float32; values below float32's normal range come out as 0).
+
+    Raises:
+      ValueError: ``max|W|`` above float32's largest number (float64 input), or nonzero but below its smallest
+        normal number; ``σ_1`` above float32's largest number. These value checks are skipped under tracing
+        (``jax.jit``), where a ``σ_1`` too large for float32 comes out as ``inf``.
     """
     check_choice(method, "method", METHODS)
     if method == "chunked":
         check_int(block_rows, "block_rows", lo=1)
         return _singular_values_chunked(W, block_rows)
     W = check_matrix(W)
+    traced = _is_tracer(W)
+    if not traced:
+        _check_float32_range(_max_abs(W), "W")
     with jax.enable_x64(True):
         W = jnp.asarray(W)
         if W.dtype == jnp.float64:
             W = W.astype(jnp.float32)
-        if method == "auto":
-            s = _sv_gram(W)
-            if not gram_is_accurate(s):
-                s = _sv_gram64(W)
-        else:
-            s = _KERNELS[method](W)
+        s = _KERNELS[method](W)
+        if not traced:
+            _check_sigma_fits(s[:1], "W")
         return s.astype(jnp.float32)
 
 
@@ -164,17 +280,29 @@ def _singular_values_chunked(W: Any, block_rows: int) -> Float[Array, " r"]:
         raise ValueError(f"W: method='chunked' streams rows and needs V >= d, got shape {tuple(W.shape)}")
     if V == 0 or d == 0:
         raise ValueError(f"W: expected a non-empty array, got shape {tuple(W.shape)}")
+    amax = 0.0
     with jax.enable_x64(True):
         G = jnp.zeros((d, d), jnp.float64)
         for start in range(0, V, block_rows):
-            block = check_float_array(np.asarray(W[start : start + block_rows]), f"W[{start}:{start + block_rows}]")
-            G = _accumulate_gram(G, jnp.asarray(block, dtype=jnp.float32))
-        return _sigma_from_eigs(jnp.linalg.eigvalsh(G)).astype(jnp.float32)
+            name = f"W[{start}:{start + block_rows}]"
+            block = check_float_array(np.asarray(W[start : start + block_rows]), name)
+            block_max = float(np.max(np.abs(block)))
+            _check_float32_range(max(block_max, _F32_TINY), name)  # too large (float64 input)
+            amax = max(amax, block_max)
+            block = block.astype(np.float32)
+            if np.any((np.abs(block) < _F32_TINY) & (block != 0)):  # subnormals, which XLA:CPU reads as 0: widen
+                block = block.astype(np.float64)  # on the host instead (exact)
+            G = _accumulate_gram(G, jnp.asarray(block))
+        _check_float32_range(amax, "W")  # nonzero, but every entry subnormal
+        s = _sigma_from_eigs(jnp.linalg.eigvalsh(G))
+        _check_sigma_fits(s[:1], "W")
+        return s.astype(jnp.float32)
 
 
 @partial(jax.jit, donate_argnums=0)
 def _accumulate_gram(G: Float[Array, "d d"], block: Float[Array, "b d"]) -> Float[Array, "d d"]:
-    """``G + blockᵀ·block`` in float64 (the blocks arrive as float32 and are widened on the device)."""
+    """``G + blockᵀ·block`` in float64 (the blocks arrive as float32 and are widened on the device; a block with
+    subnormal entries arrives as float64)."""
     block = block.astype(jnp.float64)
     return G + jax.lax.dot_general(block, block, (((0,), (0,)), ((), ())))
 
@@ -198,6 +326,7 @@ def singular_values_batched(
     """
     check_choice(method, "method", ("auto", "svd", "gram", "gram64"))
     Ws = check_float_array(Ws, "Ws", ndim=3)
+    _check_float32_range(_max_abs(Ws), "Ws")
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: expected at least one device, got none")
@@ -214,6 +343,7 @@ def singular_values_batched(
         s = _batched_kernel(kernel, sharding, Ws)
         if method == "auto" and not all(gram_is_accurate(row) for row in np.asarray(s[:B])):
             s = _batched_kernel("gram64", sharding, Ws)
+        _check_sigma_fits(s[:B, 0], "Ws")
         return s[:B].astype(jnp.float32)
 
 
@@ -238,15 +368,33 @@ def _check_sigma(s: Any, name: str = "s") -> jax.Array | np.ndarray:
     return s
 
 
+def _unit_max(s: Float[Array, " r"]) -> Float[Array, " r"]:
+    """``s / max(s)`` (``s`` for a zero spectrum): the measures are scale-free, and σ² of σ ~ 1e20 or 1e−20
+    would overflow or underflow in float32."""
+    top = jnp.max(s)
+    return s / jnp.where(top > 0, top, 1.0)
+
+
+def _as_unit_sigma(s: Any) -> jax.Array:
+    """Checked σ divided by its maximum, on the host in float64 when concrete (any magnitude float64 holds)."""
+    s = _check_sigma(s)
+    if _is_tracer(s):
+        return jnp.asarray(s)
+    a = np.asarray(s, dtype=np.float64)
+    top = a.max()
+    return jnp.asarray(a / top if top > 0 else a, jnp.float32)
+
+
 @jax.jit
 def _stable_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
-    s2 = jnp.square(s)
+    s2 = jnp.square(_unit_max(s))
     top = jnp.max(s2)
     return jnp.where(top > 0, jnp.sum(s2) / jnp.where(top > 0, top, 1.0), 0.0)
 
 
 @jax.jit
 def _effective_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
+    s = _unit_max(s)
     total = jnp.sum(s)
     p = s / jnp.where(total > 0, total, 1.0)
     entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
@@ -263,17 +411,17 @@ def _participation_ratio(s: Float[Array, " r"]) -> Float[Array, ""]:
 
 def stable_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
     """Stable rank ``r_s = Σσ_i² / σ_1² = ‖W‖_F² / ‖W‖_2²`` (Rudelson & Vershynin 2007); 0 for a zero matrix."""
-    return _stable_rank(jnp.asarray(_check_sigma(s)))
+    return _stable_rank(_as_unit_sigma(s))
 
 
 def effective_rank(s: Float[Array, " r"]) -> Float[Array, ""]:
     """Effective rank ``exp(−Σ p_i ln p_i)``, ``p_i = σ_i / Σσ_j`` (Roy & Vetterli 2007); 0 for a zero matrix."""
-    return _effective_rank(jnp.asarray(_check_sigma(s)))
+    return _effective_rank(_as_unit_sigma(s))
 
 
 def participation_ratio(s: Float[Array, " r"]) -> Float[Array, ""]:
     """Participation ratio ``(Σσ_i²)² / Σσ_i⁴`` of the eigenvalues ``λ_i = σ_i²``; 0 for a zero matrix."""
-    return _participation_ratio(jnp.asarray(_check_sigma(s)))
+    return _participation_ratio(_as_unit_sigma(s))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -313,7 +461,7 @@ def rank_decay_exponent(s: Float[Array, " r"], k_lo: int = 1, k_hi: int | None =
     k_lo = check_int(k_lo, "k_lo", lo=1, hi=r)
     if k_hi is not None:
         k_hi = check_int(k_hi, "k_hi", lo=k_lo, hi=r)
-    if np.any(np.diff(s) > 1e-6 * max(s[0], 1e-30)):
+    if np.any(np.diff(s) > 1e-6 * s.max()):
         raise ValueError("s: expected singular values in descending order")
     n_pos = int((s > 0).sum())
     hi = n_pos if k_hi is None else min(k_hi, n_pos)
@@ -442,6 +590,11 @@ def fit_esd_powerlaw(s: Float[Array, " r"], x_min: float | None = None) -> EsdFi
     """
     s = np.asarray(_check_sigma(s), dtype=np.float64)
     lam = np.sort(np.square(s[s > 0]))
+    if lam.size and not (lam[0] > 0 and np.isfinite(lam[-1])):
+        raise ValueError(
+            f"s: expected singular values whose squares float64 can hold (about 1e-154 … 1e154), "
+            f"got σ from {s[s > 0].min():.4g} to {s.max():.4g}"
+        )
     if lam.size < MIN_EIGS_FOR_FIT:
         raise ValueError(
             f"s: a power-law fit needs at least {MIN_EIGS_FOR_FIT} positive eigenvalues, got {lam.size}"
@@ -538,14 +691,15 @@ def summarize_spectrum(
     else:
         esd = fit_esd_powerlaw(s)
     ahat = alpha_hat(esd.alpha, s[0] ** 2) if esd is not None else math.nan
+    unit = jnp.asarray(s / s[0] if s[0] > 0 else s, jnp.float32)  # the ranks are scale-free; σ² may not fit float32
     return SpectralSummary(
         shape=tuple(int(n) for n in shape),
         singular_values=s.astype(np.float32),
         sigma_max=float(s[0]),
         sigma_min=float(s[-1]),
-        stable_rank=float(_stable_rank(jnp.asarray(s, jnp.float32))),
-        effective_rank=float(_effective_rank(jnp.asarray(s, jnp.float32))),
-        participation_ratio=float(_participation_ratio(jnp.asarray(s, jnp.float32))),
+        stable_rank=float(_stable_rank(unit)),
+        effective_rank=float(_effective_rank(unit)),
+        participation_ratio=float(_participation_ratio(unit)),
         rank_fit=rank_fit,
         esd=esd,
         alpha_hat=ahat,

@@ -7,6 +7,7 @@ here depends on which format it is.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -15,12 +16,59 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from zipfrmt.checks import check_matrix, describe
+from zipfrmt.checks import check_float_array, check_matrix, describe
 from zipfrmt.quant.formats import FORMATS
-from zipfrmt.quant.noise import QuantResult, noise_moments, with_regime
+from zipfrmt.quant.noise import QuantResult, scaled_noise_moments, with_regime
 from zipfrmt.quant.spec import QuantSpec, as_spec, check_spec_shape
+from zipfrmt.quant.uniform import MIN_STEP, binary_exponent, times_pow2
 
 __all__ = ["fake_quant", "quantize"]
+
+_F32 = np.finfo(np.float32)
+_F32_MAX, _F32_TINY = float(_F32.max), float(_F32.tiny)
+#: Binary exponents ``u`` (``max|W| ∈ [2^(u−1), 2^u)``) for which a real format sees ``W`` as it is: ``max|W|`` in
+#: ``[2^−16, 2^11)``. Outside, it sees ``W·2^−u`` (see :func:`_format_quantize`).
+_REAL_FORMAT_WINDOW = (-15, 11)
+
+
+@jax.jit
+def _device_max_abs(W: jax.Array) -> jax.Array:
+    return jnp.max(jnp.abs(W))
+
+
+@jax.jit
+def _device_max_abs_bits(W: jax.Array) -> jax.Array:
+    ints = {2: jnp.int16, 4: jnp.int32}[W.dtype.itemsize]
+    return jnp.max(jax.lax.bitcast_convert_type(W, ints) & ((1 << (8 * W.dtype.itemsize - 1)) - 1))
+
+
+def _max_abs(W: Any) -> float:
+    """``max|W|`` exactly, also when it is subnormal in float32: NumPy arrays are reduced by NumPy; JAX arrays on the
+    device, and where that says 0 (XLA:CPU reads subnormals as 0) again by their bit patterns (for finite floats,
+    ordered like ``|w|``)."""
+    if not isinstance(W, jax.Array):
+        return float(np.max(np.abs(np.asarray(W))))
+    amax = float(_device_max_abs(W))
+    if amax == 0 and W.dtype.itemsize <= 4:
+        ints = {2: np.int16, 4: np.int32}[W.dtype.itemsize]
+        amax = float(np.asarray(_device_max_abs_bits(W), ints).view(W.dtype))
+    return amax
+
+
+def _check_float32_range(W: Any, name: str = "W") -> float:
+    """Checks that ``max|W|`` is 0 or a normal float32 number (float64 input is quantized in float32); returns it."""
+    amax = _max_abs(W)
+    if amax > _F32_MAX:
+        raise ValueError(
+            f"{name}: expected entries within float32's range (|w| ≤ {_F32.max:.4g}; quantization runs in float32), "
+            f"got max|{name}| = {amax:.4g}"
+        )
+    if 0 < amax < _F32_TINY:
+        raise ValueError(
+            f"{name}: expected max|{name}| = 0 or at least float32's smallest normal number {_F32.tiny:.4g} "
+            f"(smaller numbers are flushed to zero), got max|{name}| = {amax:.4g}"
+        )
+    return amax
 
 
 def _check_key(spec: QuantSpec, key: Any) -> Any:
@@ -34,14 +82,74 @@ def _check_key(spec: QuantSpec, key: Any) -> Any:
     return key
 
 
-@partial(jax.jit, static_argnums=0)
-def _quantize_and_measure(spec: QuantSpec, W: Float[Array, "V d"], key: Any) -> tuple[jax.Array, ...]:
-    """Quantization and all its noise statistics in one compiled program (XLA fuses the passes over W)."""
+def _format_quantize(spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.Array) -> tuple[jax.Array, ...]:
+    """(Q(W), scales, in-range mask, scales in units of ``2^u``) from the spec's format; ``W`` float32, ``u`` the
+    binary exponent of ``max|W|``.
+
+    The ``int`` quantizer scales each group by a power of two itself (:mod:`zipfrmt.quant.uniform`). A real format
+    (Qwix) sees ``W`` as it is while ``max|W| ∈ [2^−16, 2^11)``, and ``W·2^−u`` (``max|W·2^−u| ∈ [0.5, 1)``)
+    outside, its output and scales multiplied back by ``2^u``: for the absmax-scaled formats (fp8, nf4) and mxfp4's
+    power-of-two scales this is exact, and it keeps Qwix's scale floor (a scale below √tiny ≈ 1e−19 becomes 1, so
+    its group is zeroed) and nvfp4's fp8 block scales (at most 448) from deciding the result at extreme magnitudes.
+    A group Qwix gave scale 1 (a zero group) keeps scale 1.
+    """
     fmt = FORMATS[spec.format]
-    deq, scale, _ = fmt.quantize(spec, W, key)
-    moments = noise_moments(W, deq)
-    moments["noise_var_model"] = fmt.noise_var(spec, W, deq, scale)
+    if spec.format == "int":
+        deq, scale, inside = fmt.quantize(spec, W, key)
+        return deq, scale, inside, times_pow2(scale, -u)
+    lo, hi = _REAL_FORMAT_WINDOW
+    shift = jnp.where((u >= lo) & (u <= hi), 0, u)
+    deq, scale, inside = fmt.quantize(spec, times_pow2(W, -shift), key)
+    scale_u = times_pow2(scale, shift - u)
+    scale = jnp.where((shift != 0) & (scale == 1.0), 1.0, times_pow2(scale, shift))
+    return times_pow2(deq, shift), scale, inside, scale_u
+
+
+#: ``max|W| ∈ [2^(u−1), 2^u)`` with ``|u|`` at most this: the statistics' float32 sums of squares can neither overflow
+#: nor lose their leading terms to underflow, so they are measured on ``W`` itself (the fastest program).
+_PLAIN_STATS_EXPONENT = 32
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _quantize_and_measure(
+    spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.Array, scaled: bool
+) -> tuple[jax.Array, ...]:
+    """Quantization and all its noise statistics in one compiled program (XLA fuses the passes over W).
+
+    ``u`` is the binary exponent of ``max|W|`` (from the caller, who has ``max|W|`` already). With ``scaled``, the
+    statistics are measured on ``W``, ``Q(W)`` and the scales divided by ``2^u`` (exact), so that no square overflows
+    or underflows in float32 (:func:`~zipfrmt.quant.noise_moments`); without, on them as they are. An entry of
+    ``Q(W)`` that overflowed float32 makes ``noise_var_measured`` infinite.
+    """
+    fmt = FORMATS[spec.format]
+    deq, scale, _, scale_u = _format_quantize(spec, W, key, u)
+    if scaled:
+        W_u, deq_u = times_pow2(W, -u), times_pow2(deq, -u)
+    else:
+        W_u, deq_u, scale_u, u = W, deq, scale, jnp.int32(0)
+    moments = scaled_noise_moments(W_u, deq_u, deq == 0, u)
+    moments["noise_var_model"] = fmt.noise_var(spec, W_u, deq_u, scale_u)
     return deq, scale, moments
+
+
+def _check_result(spec: QuantSpec, scale: jax.Array, overflow: bool, amax: float) -> None:
+    """Named errors for a result float32 cannot hold: a scale group whose grid is below float32's normal numbers
+    (the int quantizer reports its step as 0; a real format's scale is below 2^-125), or levels above its largest
+    number."""
+    scale = np.asarray(scale)
+    small = int((scale < MIN_STEP).sum())
+    if small:
+        raise ValueError(
+            f"W: expected scale groups whose quantization step float32 can hold (at least 2^-125 ≈ {MIN_STEP:.3g}), "
+            f"got {small} of {scale.size} groups of {spec.label!r} with a smaller step (max|W| = {amax:.3g}); "
+            "quantize W·2^k for an integer k that lifts them and divide the result by 2^k"
+        )
+    if overflow:
+        raise ValueError(
+            f"W: expected max|W| far enough below float32's largest number {_F32.max:.4g} for the grid of "
+            f"{spec.label!r}, got max|W| = {amax:.4g}: quantized entries overflow; "
+            "quantize W·2^-k for a small integer k and multiply the result by 2^k"
+        )
 
 
 def quantize(
@@ -65,7 +173,14 @@ def quantize(
 
     Returns:
       A :class:`~zipfrmt.quant.QuantResult`: ``Q(W)``, its scales, the measured noise beside the format's
-      model, and the regime.
+      model, and the regime. The statistics are measured in a binary scale of ``W`` (exact), so they are right at any
+      magnitude float32 holds: ``rel_error``, the gain and the regime of ``c·W`` are those of ``W``.
+
+    Raises:
+      ValueError: ``max|W|`` above float32's largest number, or nonzero but below its smallest normal number
+        (checked first); after quantizing, a nonzero scale group whose step (a real format: its scale) would be
+        below ``2^−125`` (:data:`~zipfrmt.quant.uniform.MIN_STEP`; float32 cannot hold its grid), or quantized
+        entries that overflow float32 (``max|W|`` within a step of float32's largest number).
 
     Example:
       >>> import jax, zipfrmt.quant as zq
@@ -78,11 +193,15 @@ def quantize(
     spec = as_spec(spec, **fields)
     check_spec_shape(spec, tuple(W.shape))
     key = _check_key(spec, key)
+    amax = _check_float32_range(W)
     W = jnp.asarray(W)
     if W.dtype != jnp.float32:
         W = W.astype(jnp.float32)
-    deq, scale, moments = _quantize_and_measure(spec, W, key)
-    return QuantResult(dequantized=deq, scale=scale, spec=spec, **with_regime(moments))
+    u = math.frexp(amax)[1]  # max|W|·2^-u ∈ [0.5, 1)
+    deq, scale, moments = _quantize_and_measure(spec, W, key, jnp.int32(u), abs(u) > _PLAIN_STATS_EXPONENT)
+    stats = with_regime(moments)
+    _check_result(spec, scale, not math.isfinite(stats["noise_var_measured"]), amax)
+    return QuantResult(dequantized=deq, scale=scale, spec=spec, **stats)
 
 
 def fake_quant(
@@ -100,10 +219,17 @@ def fake_quant(
     ``jax.jit``/``grad``/``vmap``. A leading batch of matrices (``ndim > 2``) is quantized matrix by matrix
     over the last two axes (keys split per matrix); a 1-D vector is treated as one row. ``spec`` as in
     :func:`quantize`.
+
+    Outside tracing, ``W`` is checked like :func:`quantize`'s (finite, ``max|W|`` 0 or a normal float32 number).
+    The result is not checked (this runs inside training steps): a scale group whose step float32 cannot hold
+    comes out as the float32 rounding of its levels (0 where they are subnormal), never NaN.
     """
     spec = as_spec(spec, **fields)
-    if W.ndim < 1:
+    if getattr(W, "ndim", None) == 0:
         raise ValueError(f"W: expected an array with at least 1 dimension, got {describe(W)}")
+    W = check_float_array(W, "W")
+    if not isinstance(W, jax.core.Tracer):
+        _check_float32_range(W)
     if W.ndim == 1:
         return fake_quant(W[None], spec, key=key)[0]
     check_spec_shape(spec, tuple(W.shape))
@@ -116,9 +242,14 @@ def fake_quant(
     return _fake_quant(spec, W, key)
 
 
+@partial(jax.jit, static_argnums=0)
 def _quantize_as(spec: QuantSpec, W: jax.Array, key: Any) -> tuple[jax.Array, jax.Array]:
-    """(Q(W) in W's dtype, in-range mask): the format's quantizer on a float32 copy."""
-    deq, _, inside = FORMATS[spec.format].quantize(spec, W.astype(jnp.float32), key)
+    """(Q(W) in W's dtype, in-range mask): the format's quantizer on a float32 copy, as :func:`quantize` runs it.
+
+    Compiled like :func:`quantize` also when called eagerly: XLA rewrites some arithmetic inside a compiled program
+    (``m/L`` differs by an ulp from the eager division), and the forward must equal ``quantize``'s exactly."""
+    W32 = W.astype(jnp.float32)
+    deq, _, inside, _ = _format_quantize(spec, W32, key, binary_exponent(jnp.max(jnp.abs(W32))))
     return deq.astype(W.dtype), inside
 
 

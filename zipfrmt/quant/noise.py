@@ -16,13 +16,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from zipfrmt.quant.spec import QuantSpec
-from zipfrmt.quant.uniform import row_sums
+from zipfrmt.quant.uniform import binary_exponent, row_sums, times_pow2
 
 __all__ = ["WIDROW_GAIN_TOL", "WIDROW_VAR_RTOL", "QuantResult", "classify_regime", "noise_moments",
-           "noise_statistics"]
+           "noise_statistics", "scaled_noise_moments"]
 
 #: Regime rule thresholds (see :func:`classify_regime`).
 WIDROW_VAR_RTOL = 0.05
@@ -33,11 +33,28 @@ STAT_NAMES = ("noise_var_model", "noise_var_measured", "error_mean", "zero_fract
 
 
 def noise_moments(W: Float[Array, "V d"], Q: Float[Array, "V d"]) -> dict[str, Float[Array, ""]]:
-    """The measured statistics of ``E = Q − W`` in one pass over the matrices (jit-able)."""
+    """The measured statistics of ``E = Q − W`` in one pass over the matrices (jit-able).
+
+    The sums run on ``W·2^−u`` and ``Q·2^−u``, ``u`` the binary exponent of ``max|W|`` (``max|W|·2^−u ∈ [0.5, 1)``):
+    scaling by a power of two is exact, and it keeps ``‖W‖_F²``, ``‖E‖_F²``, ``⟨W, Q⟩`` and ``‖Q‖_F²`` inside
+    float32's range whatever the magnitude of ``W`` (at ``max|W| = 1e−30`` the plain squares underflow to 0, at
+    ``3e38`` they overflow). The ratios (``rel_error``, ``bussgang_gain``, ``zero_fraction``) come out as they are;
+    ``noise_var_measured`` and ``residual_var`` are in units of ``2^(2u)``, ``error_mean`` in units of ``2^u``, and
+    ``u`` is returned as ``log2_unit`` (:func:`with_regime` turns them into absolute Python floats).
+    """
     W = W.astype(jnp.float32)
     Q = Q.astype(jnp.float32)
+    u = binary_exponent(jnp.max(jnp.abs(W)))
+    return scaled_noise_moments(times_pow2(W, -u), times_pow2(Q, -u), Q == 0, u)
+
+
+def scaled_noise_moments(
+    W: Float[Array, "V d"], Q: Float[Array, "V d"], q_is_zero: Bool[Array, "V d"], log2_unit: jax.Array
+) -> dict[str, Float[Array, ""]]:
+    """:func:`noise_moments` of ``W`` and ``Q`` already divided by ``2^log2_unit`` (``q_is_zero``: where the unscaled
+    ``Q`` is 0, as an entry far below ``max|W|`` may underflow in the scaled ``Q``)."""
     E = Q - W
-    ww, ee, e, zeros, wq, qq = row_sums(W * W, E * E, E, (Q == 0).astype(jnp.float32), W * Q, Q * Q)
+    ww, ee, e, zeros, wq, qq = row_sums(W * W, E * E, E, q_is_zero.astype(jnp.float32), W * Q, Q * Q)
     safe_ww = jnp.where(ww > 0, ww, 1.0)
     gain = jnp.where(ww > 0, wq / safe_ww, 1.0)
     return {
@@ -47,6 +64,7 @@ def noise_moments(W: Float[Array, "V d"], Q: Float[Array, "V d"]) -> dict[str, F
         "bussgang_gain": gain,
         "residual_var": jnp.maximum(qq - gain * wq, 0.0) / E.size,  # ‖Q‖² − g²‖W‖², as g·⟨W,Q⟩ = g²‖W‖²
         "rel_error": jnp.sqrt(ee / safe_ww),
+        "log2_unit": jnp.asarray(log2_unit, jnp.int32),
     }
 
 
@@ -71,9 +89,18 @@ def classify_regime(noise_var_model: float, noise_var_measured: float, bussgang_
     return "widrow" if ok_var and ok_gain else "dead-zone"
 
 
+#: The statistics that are variances (in units of ``2^(2u)`` in the moments) and means (units of ``2^u``).
+_VARIANCES = ("noise_var_measured", "residual_var", "noise_var_model")
+
+
 def with_regime(moments: dict[str, Any]) -> dict[str, Any]:
-    """Device scalars → Python floats, plus the regime they imply."""
+    """Device scalars → Python floats in absolute units (variances × ``2^(2u)``, ``error_mean`` × ``2^u``, with
+    ``u = log2_unit``, in float64, which holds the square of every float32), plus the regime they imply."""
     stats = {k: float(v) for k, v in jax.device_get(moments).items()}
+    unit = 2.0 ** int(stats.pop("log2_unit", 0))
+    for name in _VARIANCES:
+        stats[name] *= unit * unit
+    stats["error_mean"] *= unit
     stats["regime"] = classify_regime(stats["noise_var_model"], stats["noise_var_measured"], stats["bussgang_gain"])
     return stats
 
@@ -90,7 +117,8 @@ def noise_statistics(W: Any, Q: Any, noise_var_model: float) -> dict[str, Any]:
     ``rel_error`` ``‖Q − W‖_F/‖W‖_F`` and ``regime``.
     """
     moments = _noise_moments_jit(jnp.asarray(W), jnp.asarray(Q))
-    moments["noise_var_model"] = noise_var_model
+    unit = 2.0 ** int(moments["log2_unit"])
+    moments["noise_var_model"] = float(noise_var_model) / (unit * unit)
     return with_regime(moments)
 
 

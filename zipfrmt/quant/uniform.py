@@ -9,6 +9,17 @@ For a scale group with statistic ``m`` (its clipping range), as ``docs/conventio
 
 A group whose range is 0 has ``Δ = 1`` (its output is all zeros, exactly), never NaN.
 
+The formulas hold at any magnitude float32 holds: ``m/L`` cannot overflow; the asymmetric span ``hi − lo``, which
+can, is then taken as ``2·(hi/2 − lo/2)`` (exact); a step above ``2^126``, whose reciprocal XLA:CPU would flush to
+0, divides a scaled copy; the MSE search runs on each group scaled by a power of two to ``max|w| ∈ [0.5, 1)``
+(exact), where its squared errors neither overflow nor underflow; a 1-bit mean whose sum overflows likewise. So
+``Q(c·W) = c·Q(W)`` (exactly for powers of two ``c``) while every step is at least ``2^−125`` (:data:`MIN_STEP`,
+twice float32's smallest normal number): every nonzero level is then a normal number, and a subnormal entry, which
+XLA:CPU reads as 0, would round to 0 anyway (the sign quantizer maps it to 0, as it maps 0). A nonzero group with a
+smaller step — a tiny group beside large ones, or one of subnormal entries only — cannot be put on a float32 grid:
+its step is reported as 0 (its output is the float32 rounding of its levels) and :func:`zipfrmt.quant.quantize`
+raises.
+
 Scale groups: ``tensor`` (one scale), ``row`` (one per token), ``column`` (one per feature), ``group`` (blocks
 of ``group_size`` consecutive entries along a row; in a row whose length ``d`` is not a multiple, the last,
 shorter block is padded by repeating its last entry, which changes neither its absmax nor its min and max;
@@ -36,10 +47,42 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 if TYPE_CHECKING:
     from zipfrmt.quant.spec import QuantSpec
 
-__all__ = ["MSE_GRID", "group_reduce", "quantize_uniform", "row_sums", "uniform_noise_var"]
+__all__ = ["MIN_STEP", "MSE_GRID", "binary_exponent", "group_reduce", "quantize_uniform", "row_sums",
+           "times_pow2", "uniform_noise_var"]
 
 #: Grid of clipping ratios ``c`` (of the absmax) searched by ``clip="mse"``.
 MSE_GRID = tuple(k / 100 for k in range(10, 101))
+
+#: Smallest step a nonzero scale group may have, ``2^−125``: twice float32's smallest normal number, so that every
+#: nonzero level (``kΔ``; the sign quantizer's ``±Δ/2``) is a normal number, and every subnormal entry, which XLA:CPU
+#: reads as 0, would round to 0 anyway (nearest rounding).
+MIN_STEP = 2.0**-125
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact scaling by powers of two
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _pow2(k: jax.Array) -> Float[Array, "..."]:
+    """``2^k`` as a float32, built from its bit pattern, for integers ``k`` in ``[−126, 127]``."""
+    return jax.lax.bitcast_convert_type((jnp.asarray(k, jnp.int32) + 127) << 23, jnp.float32)
+
+
+def times_pow2(x: Float[Array, "..."], k: jax.Array | int) -> Float[Array, "..."]:
+    """``x·2^k`` for integers ``k`` (broadcast against ``x``; clamped to ``[−252, 252]``), exact wherever ``x`` and the
+    result are normal float32 numbers: two multiplications by normal powers of two ``2^⌊k/2⌋·2^(k−⌊k/2⌋)``, whose
+    intermediate lies between ``x`` and the result. ``jnp.ldexp`` does the same with ~15 integer operations per entry.
+    """
+    k = jnp.clip(jnp.asarray(k, jnp.int32), -252, 252)
+    h = k >> 1  # ⌊k/2⌋
+    return x * _pow2(h) * _pow2(k - h)
+
+
+def binary_exponent(m: Float[Array, "..."]) -> jax.Array:
+    """The exponent ``e`` with ``m·2^−e ∈ [0.5, 1)`` (``frexp``'s) for a normal float32 ``m > 0``, 0 for ``m = 0``
+    (−126 for a subnormal ``m``: ``m·2^126 < 0.5``), read from the exponent bits (``jnp.frexp`` costs ~20 ops)."""
+    biased = (jax.lax.bitcast_convert_type(m, jnp.int32) >> 23) & 0xFF
+    return jnp.where(m == 0, 0, biased - 126)
 
 # ---------------------------------------------------------------------------------------------------------
 # Scale-group layout: every group becomes one row of a 2-D array X (n_groups, group_len)
@@ -105,6 +148,14 @@ def _step_layout(step: Float[Array, " G"], spec: QuantSpec, shape: tuple[int, in
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _divide(X: jax.Array, step: jax.Array) -> jax.Array:
+    """``X / step[:, None]``, also for a step above ``2^126``: XLA:CPU divides by multiplying with ``1/step``, which
+    is then subnormal and flushed to 0. A group with ``step > 2^64`` is divided as ``(x·2^−64)/(step·2^−64)``, the
+    same quotient (an entry that underflows in ``x·2^−64`` is below ``2^−62`` and rounds to 0 anyway)."""
+    f = jnp.where(step > 2.0**64, 2.0**-64, 1.0)
+    return (X * f[:, None]) / (step * f)[:, None]
+
+
 def _round(y: jax.Array, spec: QuantSpec, key: PRNGKeyArray | None) -> jax.Array:
     if spec.rounding == "nearest":
         return jnp.round(y)
@@ -112,31 +163,51 @@ def _round(y: jax.Array, spec: QuantSpec, key: PRNGKeyArray | None) -> jax.Array
 
 
 def _symmetric(X: jax.Array, m: jax.Array, spec: QuantSpec, key: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Returns (dequantized, step Δ per group, in-range mask) for symmetric b ≥ 2 with range m per group."""
+    """Returns (dequantized, step Δ per group, in-range mask) for symmetric b ≥ 2 with range m per group.
+
+    ``Δ = m/L`` cannot overflow; where it underflows to 0 the group has a nonzero range but no float32 grid, and its
+    step is reported as 0 (flagged by :func:`_quantize_groups`). A range of 0 gives ``Δ = 1`` and an all-zero output.
+    """
     L = 2 ** (spec.bits - 1) - 1
-    step = m / L
-    step = jnp.where(step > 0, step, 1.0)  # a zero group, or a range so small that m/L underflows to 0
-    y = X / step[:, None]
+    raw = m / L
+    ok = raw > 0
+    step = jnp.where(ok, raw, 1.0)
+    y = _divide(X, step)
     q = jnp.clip(_round(jnp.clip(y, -L, L), spec, key), -L, L) * step[:, None]
-    return q, step, jnp.abs(X) <= m[:, None]
+    q = jnp.where(ok[:, None], q, 0.0)
+    return q, jnp.where(m > 0, raw, 1.0), jnp.abs(X) <= m[:, None]
 
 
 def _asymmetric(
     X: jax.Array, lo: jax.Array, hi: jax.Array, spec: QuantSpec, key: Any
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """As :func:`_symmetric`, asymmetric: ``Δ = (hi − lo)/(2^b − 1)``, zero point ``round(−lo/Δ)``.
+
+    Near float32's largest numbers ``hi − lo`` overflows: then ``Δ = 2·(hi/2 − lo/2)/(2^b − 1)``, the same number
+    (halving is exact). A constant group ``c`` gets ``Δ = |c|`` (reproduced exactly), an all-zero one ``Δ = 1``, and
+    a group whose span is so small that ``Δ`` underflows to 0 is reported with step 0 (no float32 grid).
+    """
     top = 2**spec.bits - 1
-    span = hi - lo
-    step = span / top  # 0 for a constant group, or when the span is so small that it underflows
-    step = jnp.where(step > 0, step, jnp.where(jnp.abs(lo) > 0, jnp.abs(lo), 1.0))
+    raw = (hi - lo) / top
+    raw = jnp.where(jnp.isfinite(raw), raw, (hi * 0.5 - lo * 0.5) / top * 2.0)
+    constant = hi == lo
+    step = jnp.where(constant, jnp.where(jnp.abs(lo) > 0, jnp.abs(lo), 1.0), jnp.where(raw > 0, raw, 1.0))
     zero = jnp.round(-lo / step)
-    y = X / step[:, None] + zero[:, None]
+    y = _divide(X, step) + zero[:, None]
     q = (jnp.clip(_round(jnp.clip(y, 0, top), spec, key), 0, top) - zero[:, None]) * step[:, None]
-    return q, step, (X >= lo[:, None]) & (X <= hi[:, None])
+    reported = jnp.where(constant | (raw > 0), step, 0.0)  # a span whose Δ underflows to 0: no float32 grid
+    return q, reported, (X >= lo[:, None]) & (X <= hi[:, None])
 
 
 def _mse_ratio(X: jax.Array, spec: QuantSpec) -> jax.Array:
-    """Per-group clipping ratio c from MSE_GRID minimising Σ(Q_c(x) − x)² with nearest rounding."""
+    """Per-group clipping ratio c from MSE_GRID minimising Σ(Q_c(x) − x)² with nearest rounding.
+
+    ``c`` is scale-free, so the search runs on each group in its binary scale (``x·2^−e``, ``max|x·2^−e| ∈ [0.5, 1)``;
+    exact), where the squared errors neither overflow (at 1e30 they would) nor underflow (at 1e−30).
+    """
     nearest = spec.replace(rounding="nearest")
+    amax = jnp.max(jnp.abs(X), axis=1)
+    X = times_pow2(X, -binary_exponent(amax)[:, None])
     amax = jnp.max(jnp.abs(X), axis=1)
     lo0, hi0 = jnp.min(X, axis=1), jnp.max(X, axis=1)
 
@@ -151,31 +222,56 @@ def _mse_ratio(X: jax.Array, spec: QuantSpec) -> jax.Array:
     return jnp.asarray(MSE_GRID, X.dtype)[jnp.argmin(errs, axis=0)]
 
 
+def _subnormal_only(X: Float[Array, "G n"], amax: Float[Array, " G"]) -> Bool[Array, " G"]:
+    """Groups whose float ``max|x|`` is 0 but whose bits are not: subnormal entries only, which XLA:CPU reads as 0.
+
+    The bit patterns are reduced only when some group reads as 0 (``lax.cond``), so a matrix without zero groups
+    pays nothing for this (an int32 reduction is several times slower than a float one on XLA:CPU).
+    """
+
+    def from_bits(X: jax.Array, amax: jax.Array) -> jax.Array:
+        return (amax == 0) & (jnp.max(jax.lax.bitcast_convert_type(X, jnp.int32) & 0x7FFFFFFF, axis=1) > 0)
+
+    return jax.lax.cond(jnp.any(amax == 0), from_bits, lambda X, amax: jnp.zeros(amax.shape, bool), X, amax)
+
+
 def _quantize_groups(
     X: Float[Array, "G n"], spec: QuantSpec, key: Any, valid: Float[Array, "G n"]
 ) -> tuple[jax.Array, ...]:
-    """(dequantized, step, in-range mask) for every group (row) of X; ``valid`` is 0 on padding, else 1."""
+    """(dequantized, step, in-range mask) for every group (row) of X; ``valid`` is 0 on padding, else 1.
+
+    The formulas hold at any magnitude (see the module docstring): only the MSE search and a 1-bit mean that
+    overflows run in the group's binary scale. A nonzero group whose step is below :data:`MIN_STEP` — among them
+    a group of subnormal entries only, told apart from a zero group by its bits — gets step 0.
+    """
+    amax = jnp.max(jnp.abs(X), axis=1)
     if spec.bits == 1:
-        m = jnp.sum(jnp.abs(X) * valid, axis=1) / jnp.sum(valid, axis=1)  # mean|w| over the real entries
+        count = jnp.sum(valid, axis=1)
+        m = jnp.sum(jnp.abs(X) * valid, axis=1) / count  # mean|w| over the real entries
+        e = binary_exponent(amax)  # Σ|w| overflows near float32's largest numbers: the mean of w·2^-e, scaled back
+        m_scaled = times_pow2(jnp.sum(jnp.abs(times_pow2(X, -e[:, None])) * valid, axis=1) / count, e)
+        m = jnp.where(jnp.isfinite(m), m, m_scaled)
         q = jnp.where(X >= 0, 1.0, -1.0) * m[:, None]
-        q = jnp.where(X == 0, 0.0, q)
-        return q, jnp.where(m > 0, 2 * m, 1.0), jnp.ones(X.shape, bool)
-    if spec.scheme == "symmetric":
-        amax = jnp.max(jnp.abs(X), axis=1)
+        q = jnp.where(X == 0, 0.0, q)  # sign(0) = 0; XLA:CPU reads a subnormal entry as 0 here too
+        q, step, inside = q, jnp.where(amax > 0, 2 * m, 1.0), jnp.ones(X.shape, bool)
+    elif spec.scheme == "symmetric":
         if spec.clip == "absmax":
             m = amax
         elif spec.clip == "percentile":
             m = jnp.percentile(jnp.abs(X), spec.percentile, axis=1)
         else:
             m = _mse_ratio(X, spec) * amax
-        return _symmetric(X, m, spec, key)
-    lo, hi = jnp.min(X, axis=1), jnp.max(X, axis=1)
-    if spec.clip == "percentile":
-        lo, hi = jnp.percentile(X, 100 - spec.percentile, axis=1), jnp.percentile(X, spec.percentile, axis=1)
-    elif spec.clip == "mse":
-        c = _mse_ratio(X, spec)
-        lo, hi = c * lo, c * hi
-    return _asymmetric(X, lo, hi, spec, key)
+        q, step, inside = _symmetric(X, m, spec, key)
+    else:
+        lo, hi = jnp.min(X, axis=1), jnp.max(X, axis=1)
+        if spec.clip == "percentile":
+            lo, hi = jnp.percentile(X, 100 - spec.percentile, axis=1), jnp.percentile(X, spec.percentile, axis=1)
+        elif spec.clip == "mse":
+            c = _mse_ratio(X, spec)
+            lo, hi = c * lo, c * hi
+        q, step, inside = _asymmetric(X, lo, hi, spec, key)
+    too_small = _subnormal_only(X, amax) | ((amax > 0) & (step < MIN_STEP))
+    return q, jnp.where(too_small, 0.0, step), inside
 
 
 def quantize_uniform(
@@ -184,7 +280,8 @@ def quantize_uniform(
     """(``Q_b(W)`` in W's dtype, the steps Δ in the granularity's layout, the in-clip-range mask). Pure, jit-able.
 
     Steps: a scalar (``tensor``), ``(V, 1)`` (``row``), ``(1, d)`` (``column``) or ``(V, ceil(d/g))``
-    (``group``); for ``b = 1``, ``Δ = 2·mean|w|`` (the spacing of the levels ±mean|w|).
+    (``group``); for ``b = 1``, ``Δ = 2·mean|w|`` (the spacing of the levels ±mean|w|). A zero group has ``Δ = 1``;
+    a nonzero group whose step would be below :data:`MIN_STEP` has ``Δ = 0`` (float32 cannot hold its grid).
     """
     shape = W.shape
     Wf = W.astype(jnp.float32)
@@ -217,7 +314,7 @@ def uniform_noise_var(
         exact = exact | (jnp.abs(X) == amax)
     step_groups = jnp.reshape(step, (-1, 1)).astype(jnp.float32)
     if spec.rounding == "stochastic":
-        y = X / step_groups
+        y = X / jnp.where(step_groups > 0, step_groups, 1.0)  # a step that underflowed contributes 0, not NaN
         frac = y - jnp.floor(y)
         var = frac * (1.0 - frac) * jnp.square(step_groups)
     else:
