@@ -49,7 +49,8 @@ class Config:
 
     ``base`` is ``fig_training_collapse``'s training config at the same scale (so the ``forward`` mechanism at
     per-row scales and the fp32 twins are its runs). ``text_seeds`` are the seeds on real text; a mechanism's
-    failure on any corpus triggers its controls on that corpus.
+    failure on any corpus triggers its controls on that corpus — a failure in any seed (``controls_when="any"``)
+    or only one every seed shows (``"every"``; the quick scale, for time).
     """
 
     base: Any
@@ -57,6 +58,7 @@ class Config:
     precisions: tuple[str, ...] = ("4", "2", "nf4")
     controls: tuple[str, ...] = ("noise", "stochastic", "hadamard", "frozen")
     control_precisions: tuple[str, ...] = ("2",)
+    controls_when: str = "any"
     corpora: tuple[str, ...] = ("latent",)
     seeds: tuple[int, ...] = (0, 1)
     text_seeds: tuple[int, ...] = (0,)
@@ -64,21 +66,26 @@ class Config:
     data_dir: str = str(DATA_DIR)
 
 
+#: The training config of the longer CPU scales behind docs/training.md: fig_training_collapse's quick model,
+#: probed and evaluated every 10 steps (the quick scale of the report probes every 15, for time).
+_LONG_BASE = dataclasses.replace(ftc.SCALES["quick"].base, probe_every=10, eval_every=10)
+
 SCALES = {
     "test": Config(base=ftc.SCALES["test"].base, mechanisms=("forward", "actgrad", "master"), precisions=("2",),
                    controls=("noise", "frozen"), seeds=(0,), lrs=(3e-3,)),
-    "quick": Config(base=ftc.SCALES["quick"].base, precisions=("2",), controls=("noise", "stochastic", "frozen")),
+    "quick": Config(base=ftc.SCALES["quick"].base, precisions=("2",), controls=("noise", "stochastic", "frozen"),
+                    controls_when="every"),
     # The longer CPU scale behind docs/training.md (`python -m experiments.fig_collapse_map --scale long`): the
-    # quick runs and more — both corpora, every width, every control, a learning-rate axis.
-    "long": Config(base=ftc.SCALES["quick"].base, precisions=("8", "4", "3", "2", "nf4"),
+    # quick model (probed every 10 steps) and more — both corpora, every width, every control, a learning-rate axis.
+    "long": Config(base=_LONG_BASE, precisions=("8", "4", "3", "2", "nf4"),
                    corpora=("latent", "tinyshakespeare"), seeds=(0, 1), text_seeds=(0, 1), lrs=(3e-3, 1e-2)),
     # A wider model with a longer Zipf tail (V = 2048, d = 128, 300 steps; its own fp32 twins, not
     # fig_training_collapse's runs) for the mechanisms that matter to the claim: does a larger vocabulary make
     # the forward pass or the embedding fail? (docs/training.md, "A larger vocabulary")
     "vocab": Config(base=dataclasses.replace(
-        ftc.SCALES["quick"].base, steps=300, warmup=30, checkpoint_every=150,
-        model=dataclasses.replace(ftc.SCALES["quick"].base.model, vocab_size=2048, d_model=128),
-        data=dataclasses.replace(ftc.SCALES["quick"].base.data, n_tokens=400_000, n_topics=64)),
+        _LONG_BASE, steps=300, warmup=30, checkpoint_every=150,
+        model=dataclasses.replace(_LONG_BASE.model, vocab_size=2048, d_model=128),
+        data=dataclasses.replace(_LONG_BASE.data, n_tokens=400_000, n_topics=64)),
         mechanisms=("forward", "embed", "actgrad"), precisions=("2",), controls=("noise", "stochastic")),
     "full": Config(base=ftc.SCALES["full"].base, precisions=("8", "6", "4", "3", "2", "nf4", "mxfp4"),
                    control_precisions=("4", "3", "2"), corpora=("latent", "tinyshakespeare", "wikitext2"),
@@ -125,15 +132,20 @@ def base_points(config: Config) -> list[dict[str, Any]]:
 
 def control_points(config: Config, phase1: Any) -> list[dict[str, Any]]:
     """Phase 2: the controls, for every (corpus, mechanism, precision, lr) that failed in phase 1 at a
-    precision of ``control_precisions`` — at that precision, for every seed."""
+    precision of ``control_precisions`` in any seed (``controls_when="any"``) or in every seed (``"every"``: the
+    reading only reads controls of a failure every seed shows) — at that precision, for every seed."""
     from zipfrmt.nn.lab import applies
 
-    failing = set()
+    if config.controls_when not in ("any", "every"):
+        raise ValueError(f"controls_when: expected 'any' or 'every', got {config.controls_when!r}")
+    verdicts: dict[tuple[Any, ...], list[bool]] = {}
     for i in range(phase1.sizes["run"]):
         r = {k: phase1[k].values[i].item() for k in ("corpus", "mechanism", "precision", "lr", "status", "gap",
                                                      "reason")}
-        if r["precision"] in config.control_precisions and _triggers(r):
-            failing.add((r["corpus"], r["mechanism"], r["precision"], r["lr"]))
+        if r["precision"] in config.control_precisions:
+            verdicts.setdefault((r["corpus"], r["mechanism"], r["precision"], r["lr"]), []).append(_triggers(r))
+    seen = all if config.controls_when == "every" else any
+    failing = {k for k, v in verdicts.items() if seen(v)}
     out = []
     for c, m, p, lr in sorted(failing, key=lambda t: (t[0], config.mechanisms.index(t[1]), t[2], t[3])):
         for ctrl in config.controls:
@@ -338,6 +350,8 @@ def _reading(rs: list[dict[str, Any]]) -> str:
                 line += _control_reading(mech, recovers)
             else:
                 line += " — the failure is not consistent across seeds, so the controls are not read"
+        elif n_fail < len(g):
+            line += "; no controls were run: the failure is not consistent across seeds"
         leads = [r["lead_emb"] for r in g if math.isfinite(r["lead_emb"])]
         if leads:
             line += (f". The stored embedding's stable rank departed from fp32's {_spread(leads)} steps before the "

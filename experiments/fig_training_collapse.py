@@ -47,7 +47,7 @@ def _base(kind: str) -> Any:
             model=ModelConfig(vocab_size=512, d_model=64, n_layers=2, n_heads=4, max_len=32),
             data=DataConfig(source="latent", n_tokens=200_000, n_topics=32, doc_len=128),
             batch_size=16, context=32, steps=150, lr=3e-3, warmup=15,
-            probe_every=10, eval_every=10, eval_batches=2, eval_windows=256, checkpoint_every=75,
+            probe_every=15, eval_every=15, eval_batches=2, eval_windows=256, checkpoint_every=75,
         )
     return PRESETS["full"]
 
@@ -81,7 +81,7 @@ class Config:
 SCALES = {
     "test": Config(base=_base("test"), precisions=("fp32", "4", "2"), corpora=("latent",), seeds=(0,),
                    axis2_bits=(3,), axis2_granularities=("row",), axis2_roundings=("stochastic",)),
-    "quick": Config(base=_base("quick"), precisions=("fp32", "4", "3", "2"), text_precisions=("fp32", "4", "2")),
+    "quick": Config(base=_base("quick"), precisions=("fp32", "4", "2"), text_precisions=("fp32", "4", "2")),
     "full": Config(base=_base("full"), corpora=("latent", "tinyshakespeare", "wikitext2"), seeds=(0, 1, 2),
                    text_seeds=(0, 1, 2), axis2_bits=(4, 3),
                    axis2_granularities=("tensor", "row", "group32", "group128")),
@@ -223,7 +223,8 @@ def describe(ds: Any) -> str:
     if collapsed:
         margins = {c: float(np.nanmean([r["unigram_loss"] - r["eval_loss"] for r in fp if r["corpus"] == c]))
                    for c in corpora}
-        listed = "; ".join(f"{r['corpus']} {r['precision']}-bit seed {r['seed']}: {r['reason']}" for r in collapsed)
+        listed = "; ".join(f"{r['corpus']} {'fp32' if r['precision'] == 'fp32' else r['precision'] + '-bit'} seed "
+                           f"{r['seed']}: {r['reason']}" for r in collapsed)
         verdict += (f" {len(collapsed)} of {len(main)} runs meet the collapse criterion ({listed}); the fp32 runs "
                     "of the same corpora end only " + ", ".join(f"{margins[c]:.3f}" for c in
                                                             dict.fromkeys(r["corpus"] for r in collapsed))
