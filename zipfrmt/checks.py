@@ -162,3 +162,33 @@ def check_number(
         interval = f"{'(' if lo_open or lo is None else '['}{left}, {right}{')' if hi_open or hi is None else ']'}"
         raise ValueError(f"{name}: expected a number in {interval}, got {value:g}")
     return value
+
+
+_F32 = np.finfo(np.float32)
+
+
+def max_abs(W: Any) -> float:
+    """``max|W|`` exactly, also when it is subnormal in float32 (XLA:CPU reads subnormals as 0): NumPy arrays are
+    reduced by NumPy, JAX arrays of ≤ 32 bits by their bit patterns (for finite floats, ordered like ``|w|``)."""
+    if not isinstance(W, jax.Array):
+        return float(np.max(np.abs(np.asarray(W))))
+    dt = np.dtype(W.dtype)
+    if dt.itemsize == 8:
+        return float(jnp.max(jnp.abs(W)))
+    ints = {2: np.int16, 4: np.int32}[dt.itemsize]
+    top = jnp.max(jax.lax.bitcast_convert_type(W, ints) & ((1 << (8 * dt.itemsize - 1)) - 1))
+    return float(np.asarray(top, ints).view(dt))
+
+
+def check_float32_range(amax: float, name: str, why: str) -> None:
+    """``max|W| = amax`` must be 0 or a normal float32 number (``why``: what runs in float32, for the message)."""
+    if amax > float(_F32.max):
+        raise ValueError(
+            f"{name}: expected entries within float32's range (|w| ≤ {_F32.max:.4g}; {why}), "
+            f"got max|{name}| = {amax:.4g}"
+        )
+    if 0 < amax < float(_F32.tiny):
+        raise ValueError(
+            f"{name}: expected max|{name}| = 0 or at least float32's smallest normal number {_F32.tiny:.4g} "
+            f"(smaller numbers are flushed to zero), got max|{name}| = {amax:.4g}"
+        )

@@ -29,7 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from zipfrmt.checks import check_choice, check_float_array, check_int, check_matrix, describe
+from zipfrmt.checks import (
+    check_choice,
+    check_float32_range,
+    check_float_array,
+    check_int,
+    check_matrix,
+    describe,
+    max_abs,
+)
 
 __all__ = [
     "EsdFit",
@@ -71,31 +79,9 @@ def _is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _max_abs(W: Any) -> float:
-    """``max|W|`` exactly, also when it is subnormal in float32 (XLA:CPU reads subnormals as 0): NumPy arrays are
-    reduced by NumPy, JAX arrays of ≤ 32 bits by their bit patterns (for finite floats, ordered like ``|w|``)."""
-    if not isinstance(W, jax.Array):
-        return float(np.max(np.abs(np.asarray(W))))
-    dt = np.dtype(W.dtype)
-    if dt.itemsize == 8:
-        return float(jnp.max(jnp.abs(W)))
-    ints = {2: np.int16, 4: np.int32}[dt.itemsize]
-    top = jnp.max(jax.lax.bitcast_convert_type(W, ints) & ((1 << (8 * dt.itemsize - 1)) - 1))
-    return float(np.asarray(top, ints).view(dt))
-
-
 def _check_float32_range(amax: float, name: str) -> None:
     """Singular values are computed from float32 entries: ``max|W|`` must be 0 or a normal float32 number."""
-    if amax > _F32_MAX:
-        raise ValueError(
-            f"{name}: expected entries within float32's range (|w| ≤ {_F32_MAX:.4g}; singular values are computed "
-            f"in float32), got max|{name}| = {amax:.4g}"
-        )
-    if 0 < amax < _F32_TINY:
-        raise ValueError(
-            f"{name}: expected max|{name}| = 0 or at least float32's smallest normal number {_F32_TINY:.4g} "
-            f"(smaller numbers are flushed to zero), got max|{name}| = {amax:.4g}"
-        )
+    check_float32_range(amax, name, "singular values are computed in float32")
 
 
 def _check_sigma_fits(s: jax.Array, name: str) -> None:
@@ -261,7 +247,7 @@ def singular_values(
     W = check_matrix(W)
     traced = _is_tracer(W)
     if not traced:
-        _check_float32_range(_max_abs(W), "W")
+        _check_float32_range(max_abs(W), "W")
     with jax.enable_x64(True):
         W = jnp.asarray(W)
         if W.dtype == jnp.float64:
@@ -326,7 +312,7 @@ def singular_values_batched(
     """
     check_choice(method, "method", ("auto", "svd", "gram", "gram64"))
     Ws = check_float_array(Ws, "Ws", ndim=3)
-    _check_float32_range(_max_abs(Ws), "Ws")
+    _check_float32_range(max_abs(Ws), "Ws")
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: expected at least one device, got none")

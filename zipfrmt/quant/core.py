@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from zipfrmt.checks import check_float_array, check_matrix, describe
+from zipfrmt.checks import check_float32_range, check_float_array, check_matrix, describe, max_abs
 from zipfrmt.quant.formats import FORMATS
 from zipfrmt.quant.noise import QuantResult, scaled_noise_moments, with_regime
 from zipfrmt.quant.spec import QuantSpec, as_spec, check_spec_shape
@@ -25,49 +25,15 @@ from zipfrmt.quant.uniform import MIN_STEP, binary_exponent, times_pow2
 __all__ = ["fake_quant", "quantize"]
 
 _F32 = np.finfo(np.float32)
-_F32_MAX, _F32_TINY = float(_F32.max), float(_F32.tiny)
 #: Binary exponents ``u`` (``max|W| ∈ [2^(u−1), 2^u)``) for which a real format sees ``W`` as it is: ``max|W|`` in
 #: ``[2^−16, 2^11)``. Outside, it sees ``W·2^−u`` (see :func:`_format_quantize`).
 _REAL_FORMAT_WINDOW = (-15, 11)
 
 
-@jax.jit
-def _device_max_abs(W: jax.Array) -> jax.Array:
-    return jnp.max(jnp.abs(W))
-
-
-@jax.jit
-def _device_max_abs_bits(W: jax.Array) -> jax.Array:
-    ints = {2: jnp.int16, 4: jnp.int32}[W.dtype.itemsize]
-    return jnp.max(jax.lax.bitcast_convert_type(W, ints) & ((1 << (8 * W.dtype.itemsize - 1)) - 1))
-
-
-def _max_abs(W: Any) -> float:
-    """``max|W|`` exactly, also when it is subnormal in float32: NumPy arrays are reduced by NumPy; JAX arrays on the
-    device, and where that says 0 (XLA:CPU reads subnormals as 0) again by their bit patterns (for finite floats,
-    ordered like ``|w|``)."""
-    if not isinstance(W, jax.Array):
-        return float(np.max(np.abs(np.asarray(W))))
-    amax = float(_device_max_abs(W))
-    if amax == 0 and W.dtype.itemsize <= 4:
-        ints = {2: np.int16, 4: np.int32}[W.dtype.itemsize]
-        amax = float(np.asarray(_device_max_abs_bits(W), ints).view(W.dtype))
-    return amax
-
-
 def _check_float32_range(W: Any, name: str = "W") -> float:
     """Checks that ``max|W|`` is 0 or a normal float32 number (float64 input is quantized in float32); returns it."""
-    amax = _max_abs(W)
-    if amax > _F32_MAX:
-        raise ValueError(
-            f"{name}: expected entries within float32's range (|w| ≤ {_F32.max:.4g}; quantization runs in float32), "
-            f"got max|{name}| = {amax:.4g}"
-        )
-    if 0 < amax < _F32_TINY:
-        raise ValueError(
-            f"{name}: expected max|{name}| = 0 or at least float32's smallest normal number {_F32.tiny:.4g} "
-            f"(smaller numbers are flushed to zero), got max|{name}| = {amax:.4g}"
-        )
+    amax = max_abs(W)
+    check_float32_range(amax, name, "quantization runs in float32")
     return amax
 
 
