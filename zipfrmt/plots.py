@@ -430,14 +430,17 @@ def training_collapse(ds: Any, path: str | Path) -> list[Path]:
                  "granularity": str(ds["granularity"].values[i]), "rounding": str(ds["rounding"].values[i])}
                 for i in range(final.size)]
         markers = ("o", "s", "^", "D")
+        # the x axis: every width of the main axis and of the variants (fp32 first, then falling bit widths)
+        xorder = sorted(dict.fromkeys([*order, *(r["precision"] for r in rows if r["axis"] == "scales")]),
+                       key=lambda p: (0, 0) if p == "fp32" else ((1, -int(p)) if p.isdigit() else (2, 0)))
         for j, c in enumerate(dict.fromkeys(r["corpus"] for r in rows if r["axis"] == "bits")):
             main = [r for r in rows if r["axis"] == "bits" and r["corpus"] == c]
-            xs = [p for p in order if any(r["precision"] == p for r in main)]
+            xs = [p for p in xorder if any(r["precision"] == p for r in main)]
             ys = [np.nanmean([r["eval_loss"] for r in main if r["precision"] == p]) for p in xs]
-            ax.plot([order.index(p) for p in xs], ys, color=LINE_COLOURS[j], marker=markers[j % 4], ms=3, label=c)
-        ax.set_xticks(range(len(order)), order)
+            ax.plot([xorder.index(p) for p in xs], ys, color=LINE_COLOURS[j], marker=markers[j % 4], ms=3, label=c)
+        ax.set_xticks(range(len(xorder)), xorder)
         variants = [r for r in rows if r["axis"] == "scales"]
-        pos = {p: i for i, p in enumerate(order)}
+        pos = {p: i for i, p in enumerate(xorder)}
         shapes = {"tensor": "o", "row": "s", "column": "v"}
         for r in variants:
             if r["precision"] not in pos:
@@ -455,7 +458,8 @@ def training_collapse(ds: Any, path: str | Path) -> list[Path]:
             leg = ax.legend(loc="upper left")
             ax.add_artist(leg)
             widths = "/".join(dict.fromkeys(r["precision"] for r in variants))
-            ax.legend(handles=handles, loc="center right", fontsize=5.5, title=f"{widths}-bit variants",
+            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=5.5, frameon=False,
+                      title=f"{widths}-bit variants",
                       title_fontsize=5.5)
         else:
             ax.legend(loc="upper left")
