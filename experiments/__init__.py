@@ -35,6 +35,7 @@ EXPERIMENTS = (
     "fig_collapse_map",
     "fig_mitigations",
     "tab_bound_verification",
+    "tab_counterexamples",
     "tab_checkpoint",
 )
 

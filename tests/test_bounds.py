@@ -262,6 +262,17 @@ def test_apriori_bound_from_the_steps_alone(rounding, c):
     assert check.apriori_holds and check.fro_holds and check.norm_E < check.fro_E < check.apriori
 
 
+@pytest.mark.parametrize("spec", ["fp8_e4m3-row", "fp8_e5m2-row", "nf4-group64"])
+def test_no_apriori_bound_for_a_real_format_whose_scale_is_not_a_grid_spacing(spec):
+    # The review's case: fp8_e4m3 per row on a 1024×256 Gaussian has ‖E‖_F = 13.4 against a "bound" c‖Δ‖_F of
+    # 1.75 if Qwix's scale were read as a step — a spurious rigorous violation. No a-priori bound is formed.
+    W = np.asarray(jax.random.normal(jax.random.key(0), (1024, 256)), np.float32)
+    res = quant.quantize(W, spec)
+    check = bounds.weyl_bounds(bounds.measure(W, res.dequantized), result=res)
+    assert check.apriori is None and check.apriori_holds is None
+    assert check.holds and check.violations == 0 and check.fro_holds
+
+
 # ---------------------------------------------------------------------------------------------------------
 # P3, P4, P5 on signal + Gaussian noise (the models' own assumptions)
 # ---------------------------------------------------------------------------------------------------------

@@ -150,7 +150,20 @@ def test_stochastic_rounding_model_is_its_exact_conditional_variance(gaussian):
     assert r.noise_var_model == pytest.approx(float(np.mean(f * (1 - f) * step**2)), rel=1e-4)
     assert abs(r.noise_var_model / float(np.mean(step**2) / 6) - 1) > 0.05
     assert r.noise_var_measured == pytest.approx(r.noise_var_model, rel=0.01)
-    assert r.regime == "widrow"  # unbiased and uncorrelated with W, whatever the bit width
+    assert abs(r.bussgang_gain - 1) < 0.02  # unbiased and uncorrelated with W, yet ...
+
+
+def test_stochastic_rounding_with_signal_dependent_noise_is_not_called_widrow(gaussian):
+    # ... the error variance f(1−f)Δ² ≈ |w|Δ follows W when most entries sit in the first cell (the review's
+    # example: 2 bits per tensor, 80%+ zeros, g ≈ 1 and variance ratio ≈ 1). Fine grids stay widrow.
+    dead = zq.quantize(gaussian, "int2-tensor-stochastic", key=jax.random.key(3))
+    assert dead.zero_fraction > 0.8 and abs(dead.bussgang_gain - 1) < 0.02
+    assert dead.noise_var_measured == pytest.approx(dead.noise_var_model, rel=0.02)
+    assert dead.regime == "dead-zone"
+    for spec in ("int8-row-stochastic", "int4-group32-stochastic"):
+        assert zq.quantize(gaussian, spec, key=jax.random.key(3)).regime == "widrow", spec
+    assert zq.classify_regime(1.0, 1.0, 1.0, 1.0 / 0.8) == "dead-zone"
+    assert zq.classify_regime(1.0, 1.0, 1.0, 1.02) == "widrow"
 
 
 def test_stochastic_rounding_same_key_same_result_and_needs_a_key(gaussian):

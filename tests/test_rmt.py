@@ -316,6 +316,27 @@ def test_a_huge_outlier_neither_smears_the_bulk_nor_escapes_the_quantile_grid():
     assert ds.effective_rank == pytest.approx(mp_pred.effective_rank, rel=0.01)
 
 
+def test_ds_prediction_reads_a_dense_band_of_spikes_off_the_law_not_the_spiked_map():
+    # Every σ_k = k^-0.1 is above θ_c (k* = r): the spiked-map images form one continuous band with the bulk,
+    # where the map is not a theorem (finite rank only). The DS option must read that band off the DS law —
+    # the review's example: the map gives exponent 0.097 and smallest value 0.548; measured 0.134 and 0.459.
+    from zipfrmt import quant, spectra
+
+    V = d = 512
+    rng = np.random.default_rng(0)
+    sigma = np.arange(1, d + 1) ** -0.1
+    W = ((haar(rng, V, d) * sigma) @ haar(rng, d, d).T).astype(np.float32)
+    res = quant.quantize(W, "int4-row")
+    sq = np.asarray(spectra.singular_values(res.dequantized), np.float64)
+    measured = spectra.rank_decay_exponent(sq).a
+    ds = rmt.predict_from_result(sigma, V, d, res, bulk="dozier-silverstein")
+    mp = rmt.predict_from_result(sigma, V, d, res)
+    assert ds.truncation_index == d
+    assert ds.decay.a == pytest.approx(measured, rel=0.02)
+    assert float(ds.sigma[-1]) == pytest.approx(sq[-1], rel=0.02)
+    assert abs(mp.decay.a - measured) > 0.2 * measured  # the spiked map one by one misses by ~28%
+
+
 def test_non_convergence_warns_with_the_max_residual():
     sigma = power_law_signal(200, 0.5, 800 * 200)
     with pytest.warns(rmt.ConvergenceWarning, match=r"max relative residual .* > tol"):

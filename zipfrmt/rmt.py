@@ -702,19 +702,24 @@ def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s
     """Descending ``r = min(V, d)`` singular values at the quantiles ``(i − ½)/r`` of the DS law.
 
     Outliers far from the bulk form islands only O(s) wide in σ, which a uniform grid over their whole range
-    cannot resolve. So: a cut ``U`` is placed at the first gap of ±``_ISLAND`` s between the spiked-map images
-    ``spikes`` at or above 1.5× the noise floor; the ``j`` outliers above it keep their spiked-map values
-    (BGN is accurate there) and the other ``r − j`` ranks take the quantiles of the DS law on a uniform grid of
-    ``[0, U]`` (spacing s/4, between ``_DS_QUANTILE_GRID`` and ``_DS_QUANTILE_GRID_MAX`` points), normalised
-    over that range.
+    cannot resolve. So the spiked-map images ``spikes`` are walked from the top: the ``j`` leading ones that are
+    *isolated* — at or above 1.5× the noise floor and more than 2·``_ISLAND``·s above the next image — keep
+    their spiked-map values (BGN is accurate for an isolated spike). The walk stops at the first image that is
+    not isolated: from there down the images form a continuous band with the bulk, where they do not map one by
+    one (the spiked map is a theorem for finitely many spikes, not for a dense signal). A cut ``U`` is placed
+    ``_ISLAND``·s above that image, and the other ``r − j`` ranks take the quantiles of the DS law on a uniform
+    grid of ``[0, U]`` (spacing s/4, between ``_DS_QUANTILE_GRID`` and ``_DS_QUANTILE_GRID_MAX`` points),
+    normalised over that range.
     """
     r = min(V, d)
     s = math.sqrt(s2)
-    cut = 1.5 * s * (math.sqrt(V) + math.sqrt(d))
-    for v in np.sort(spikes):
-        if abs(v - cut) < _ISLAND * s:
-            cut = v + _ISLAND * s
-    top = np.sort(spikes[spikes > cut])[::-1]
+    floor_cut = 1.5 * s * (math.sqrt(V) + math.sqrt(d))
+    images = np.sort(spikes)[::-1]
+    below = np.append(images[1:], 0.0)  # the next image down (0: nothing below but the bulk)
+    isolated = (images >= floor_cut + _ISLAND * s) & (images - below > 2 * _ISLAND * s)
+    j = int(np.argmin(isolated)) if not isolated.all() else images.size  # leading run of isolated images
+    top = images[:j]
+    cut = floor_cut if j == images.size else max(floor_cut, images[j] + _ISLAND * s)
     n_grid = int(min(max(_DS_QUANTILE_GRID, math.ceil(4 * cut / s)), _DS_QUANTILE_GRID_MAX))
     du = cut / math.sqrt(V) / n_grid
     u = (np.arange(n_grid) + 0.5) * du  # midpoints in √x = σ/√V
@@ -830,10 +835,12 @@ def predict_quantized(
     independently (exact for finitely many spikes). If the spikes alone already exceed the total energy (k*
     close to min(V, d), where this fails) the bulk is left unscaled. ``bulk="dozier-silverstein"`` takes the
     values from the quantiles ``(i − ½)/r`` of the DS limiting law instead (:func:`limiting_spectrum` on a
-    grid of 4096 or more points), except the outliers far above the bulk (beyond 1.5× the noise floor and a
-    12s-wide gap), whose islands are too narrow for the grid and which keep their spiked-map values. It
-    accounts for the interaction of signal and noise: slower, more accurate when much of the signal sits near
-    the threshold.
+    grid of 4096 or more points), except the isolated outliers far above the bulk (beyond 1.5× the noise floor,
+    each more than 12s above the next), whose islands are too narrow for the grid and which keep their
+    spiked-map values. Spiked-map images that crowd into a continuous band (a dense signal: every σ_k above
+    θ_c, say) are not mapped one by one — the spiked map is exact only for finitely many spikes — but read off
+    the DS law with the bulk. It accounts for the interaction of signal and noise: slower, more accurate when
+    much of the signal sits near the threshold or forms a continuum above it.
 
     Args:
       sigma: singular values of the full-precision W, descending, at most ``min(V, d)`` (missing ones are 0).

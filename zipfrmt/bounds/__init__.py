@@ -23,10 +23,14 @@ variance ``s² = noise_var``, ``r = min(V, d)``):
   round-to-nearest, 1 for stochastic rounding, no clipping) (:func:`weyl_bounds`).
 * **P3** (truncation index; asymptotic): ``k* = #{k : σ_k > s(Vd)^(1/4)}`` signal values survive as outliers
   (BGN); observed as the number of ``σ_k(Q)`` above the edge ``s(√V + √d)`` (:func:`truncation_index`).
-* **P4** (stable rank): asymptotic — ``r_s(Q) ≈ (Σσ_i² + V d s²)/σ̃_1²``, σ̃_1 the spiked map of σ_1;
+* **P4** (stable rank): asymptotic — ``r_s(Q) ≈ (Σσ_i² + V d s²)/σ̃_1²``, σ̃_1 the spiked map of σ_1 (for
+  a finite-rank signal and noise independent of it: it does not say the stable rank rises for every W);
   rigorous — ``‖Q‖_F²/(‖W‖₂ + ‖E‖₂)² ≤ r_s(Q) ≤ ‖Q‖_F²/(‖W‖₂ − ‖E‖₂)²`` (:func:`stable_rank_increase`).
-* **P5** (flattening; asymptotic/empirical): the rank-decay exponent over a fixed window falls,
-  ``a(Q) < a(W)``, by the amount the predicted spectrum gives (:func:`spectral_flattening`).
+* **P5** (flattening; asymptotic/empirical): the rank-decay exponent over a fixed window is that of the
+  predicted spectrum (:func:`spectral_flattening`); it falls, ``a(Q) < a(W)``, for steep spectra of tall
+  matrices, and rises for slow spectra of square ones (:data:`CASES`).
+
+:data:`CASES` are the counterexamples that bound P4a and P5 (:func:`check_counterexample` measures each one).
 
 :func:`verify` sweeps a :class:`VerifyGrid` (power-law matrices × bits × scale groups × rounding × seeds) and
 returns an ``xarray.Dataset``; :func:`verification_table` condenses it per proposition and regime, and
@@ -35,6 +39,7 @@ returns an ``xarray.Dataset``; :func:`verification_table` condenses it per propo
 
 from __future__ import annotations
 
+from zipfrmt.bounds.counterexamples import CASES, Counterexample, check_counterexample, outlier_column_matrix
 from zipfrmt.bounds.grid import FULL_GRID, QUICK_GRID, VerifyGrid, verify
 from zipfrmt.bounds.lemma import ZipfExponentCheck, lemma_embedding, zipf_rank_exponent
 from zipfrmt.bounds.measure import MEASURE_METHOD, RIGOROUS_RTOL, Measured, measure
@@ -56,6 +61,10 @@ from zipfrmt.bounds.perturbation import (
 from zipfrmt.bounds.table import format_table, run_verify, verification_table
 
 __all__ = [
+    "CASES",
+    "Counterexample",
+    "check_counterexample",
+    "outlier_column_matrix",
     "FULL_GRID",
     "MEASURE_METHOD",
     "QUICK_GRID",

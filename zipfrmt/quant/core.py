@@ -20,6 +20,7 @@ from zipfrmt.checks import check_float32_range, check_float_array, check_matrix,
 from zipfrmt.quant.formats import FORMATS
 from zipfrmt.quant.noise import QuantResult, scaled_noise_moments, with_regime
 from zipfrmt.quant.spec import QuantSpec, as_spec, check_spec_shape
+from zipfrmt.quant import uniform
 from zipfrmt.quant.uniform import MIN_STEP, binary_exponent, times_pow2
 
 __all__ = ["fake_quant", "quantize"]
@@ -95,6 +96,8 @@ def _quantize_and_measure(
         W_u, deq_u, scale_u, u = W, deq, scale, jnp.int32(0)
     moments = scaled_noise_moments(W_u, deq_u, deq == 0, u)
     moments["noise_var_model"] = fmt.noise_var(spec, W_u, deq_u, scale_u)
+    if spec.format == "int" and spec.rounding == "stochastic":  # its model variance depends on W: say how much
+        moments["noise_var_signal_free"] = uniform.uniform_noise_var(spec, W_u, deq_u, scale_u, signal_free=True)
     return deq, scale, moments
 
 

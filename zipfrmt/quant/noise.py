@@ -68,7 +68,12 @@ def scaled_noise_moments(
     }
 
 
-def classify_regime(noise_var_model: float, noise_var_measured: float, bussgang_gain: float) -> str:
+def classify_regime(
+    noise_var_model: float,
+    noise_var_measured: float,
+    bussgang_gain: float,
+    noise_var_signal_free: float | None = None,
+) -> str:
     """``"widrow"`` where the format's additive noise model holds, else ``"dead-zone"``.
 
     The model ``E ≈ U(−Δ/2, Δ/2)``, independent of ``W`` (Bennett's cell widths for non-uniform formats),
@@ -81,16 +86,25 @@ def classify_regime(noise_var_model: float, noise_var_measured: float, bussgang_
     (or are clipped), and the error is correlated with ``W``. For Gaussian entries this boundary lies near
     ``Δ ≈ 2σ`` (Widrow's characteristic-function criterion: the model's error is ~``exp(−2π²σ²/Δ²)``).
     An exactly reproduced matrix (zero error, zero model) is ``widrow``.
+
+    Stochastic rounding passes both tests by construction — its error has mean 0 given ``W`` (g = 1) and its
+    model variance ``mean f(1−f)Δ²`` is exact — although in the dead zone that variance (≈ ``|w|Δ`` for
+    ``|w| < Δ``) depends on ``W``. ``noise_var_signal_free`` (``mean Δ²/6``, the variance when ``f`` is uniform and
+    the noise independent of ``W``) adds the third test ``|model / signal_free − 1| ≤ 5%``: a larger departure
+    means signal-dependent noise, ``dead-zone``.
     """
     if noise_var_model == 0:
         return "widrow" if noise_var_measured == 0 else "dead-zone"
     ok_var = abs(noise_var_measured / noise_var_model - 1.0) <= WIDROW_VAR_RTOL
     ok_gain = abs(bussgang_gain - 1.0) <= WIDROW_GAIN_TOL
-    return "widrow" if ok_var and ok_gain else "dead-zone"
+    ok_free = noise_var_signal_free is None or (
+        noise_var_signal_free > 0 and abs(noise_var_model / noise_var_signal_free - 1.0) <= WIDROW_VAR_RTOL
+    )
+    return "widrow" if ok_var and ok_gain and ok_free else "dead-zone"
 
 
 #: The statistics that are variances (in units of ``2^(2u)`` in the moments) and means (units of ``2^u``).
-_VARIANCES = ("noise_var_measured", "residual_var", "noise_var_model")
+_VARIANCES = ("noise_var_measured", "residual_var", "noise_var_model", "noise_var_signal_free")
 
 
 def with_regime(moments: dict[str, Any]) -> dict[str, Any]:
@@ -99,9 +113,12 @@ def with_regime(moments: dict[str, Any]) -> dict[str, Any]:
     stats = {k: float(v) for k, v in jax.device_get(moments).items()}
     unit = 2.0 ** int(stats.pop("log2_unit", 0))
     for name in _VARIANCES:
-        stats[name] *= unit * unit
+        if name in stats:
+            stats[name] *= unit * unit
     stats["error_mean"] *= unit
-    stats["regime"] = classify_regime(stats["noise_var_model"], stats["noise_var_measured"], stats["bussgang_gain"])
+    free = stats.pop("noise_var_signal_free", None)  # a regime test only (stochastic rounding), not a statistic
+    stats["regime"] = classify_regime(stats["noise_var_model"], stats["noise_var_measured"], stats["bussgang_gain"],
+                                      free)
     return stats
 
 

@@ -293,7 +293,7 @@ def quantize_uniform(
 
 
 def uniform_noise_var(
-    spec: QuantSpec, W: Float[Array, "V d"], Q: Float[Array, "V d"], step: jax.Array
+    spec: QuantSpec, W: Float[Array, "V d"], Q: Float[Array, "V d"], step: jax.Array, *, signal_free: bool = False
 ) -> Float[Array, ""]:
     """The model noise variance ``s²`` of the uniform quantizer, a mean over entries (``Q`` is unused).
 
@@ -301,6 +301,12 @@ def uniform_noise_var(
     * Stochastic rounding: a value with fractional part ``f = w/Δ − ⌊w/Δ⌋`` errs by ``(1−f)Δ`` with probability
       ``f`` and by ``−fΔ`` otherwise, so given ``W`` its error has mean 0 and variance ``f(1−f)Δ²`` exactly;
       the model is the mean of that (``Δ²/6`` when ``f`` is uniform, which it is not at 2–3 bits).
+
+    With ``signal_free`` the stochastic model is the signal-independent ``Δ²/6`` instead: the variance of the
+    error when it does not depend on ``W`` (``f`` uniform on [0, 1)). Stochastic rounding is non-subtractive
+    dither with a rectangular dither of one step, which makes the error's mean independent of the input but not
+    its variance (Wannamaker, Lipshitz, Vanderkooy & Wright 2000): comparing the two models is how the regime
+    rule detects signal-dependent noise (:func:`zipfrmt.quant.classify_regime`).
 
     Entries that the grid reproduces by construction count 0: those of all-zero groups, and, for symmetric
     absmax scaling, each group's extreme entries ``|w| = max|w| = L·Δ`` (one entry in ``n`` of a group of
@@ -313,7 +319,9 @@ def uniform_noise_var(
     if spec.bits > 1 and spec.scheme == "symmetric" and spec.clip == "absmax":
         exact = exact | (jnp.abs(X) == amax)
     step_groups = jnp.reshape(step, (-1, 1)).astype(jnp.float32)
-    if spec.rounding == "stochastic":
+    if spec.rounding == "stochastic" and signal_free:
+        var = jnp.broadcast_to(jnp.square(step_groups) / 6.0, X.shape)
+    elif spec.rounding == "stochastic":
         y = X / jnp.where(step_groups > 0, step_groups, 1.0)  # a step that underflowed contributes 0, not NaN
         frac = y - jnp.floor(y)
         var = frac * (1.0 - frac) * jnp.square(step_groups)

@@ -1,0 +1,144 @@
+"""Counterexamples: matrices on which a claim of the flattening argument fails, each stated and measured.
+
+The propositions P4a (the stable rank rises) and P5 (the rank-decay exponent falls) are asymptotic statements
+under assumptions — a finite-rank signal with Haar singular vectors, noise independent of it — and the
+verification grid (:func:`zipfrmt.bounds.verify`) draws only matrices that satisfy them. A mathematical review
+found where they stop holding; each case here is one such matrix, quantized, with what the claim predicts and
+what is measured, so that the report shows the limits of the theory beside its successes:
+
+* ``outlier-column`` — a ``V×d`` Gaussian matrix whose column 0 is scaled by ``factor`` (an *outlier
+  dimension*, as real embeddings have). Per-tensor 2-bit quantization keeps essentially that column: Q has rank
+  1 and ``r_s(Q) = 1 < r_s(W)`` — the stable rank *falls*, refuting an unconditional P4a. Exactly,
+  ``r_s(Q) > r_s(W)`` ⇔ ``‖E‖_F² + 2⟨W, E⟩ > r_s(W)(‖Q‖₂² − ‖W‖₂²)`` (expand ``‖Q‖_F² = ‖W‖_F² + 2⟨W,E⟩ + ‖E‖_F²``),
+  and the dead zone's ``⟨W, E⟩ < 0`` removes energy. With per-column scales (rated ``widrow``) the noise variance
+  of column 0 is ``factor²`` times the others', aligned with the top right singular vector: ``σ_1(Q)²`` moves
+  by about ``V·s_0²`` instead of the i.i.d. ``(V + d)s²``, and the i.i.d. prediction misses.
+* ``power-law`` — ``σ_k = k^(−a)`` with Haar vectors, square or nearly so, with a slow decay: every σ_k lies
+  above the threshold and the noise bulk (which for ``V = d`` reaches 0) decays faster than the signal, so
+  ``a(Q) > a(W)`` inside the Widrow regime — P5's ``a(Q) < a(W)`` fails. The spiked map applied value by value
+  (exact for finite rank only) misses it; the Dozier–Silverstein law predicts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from zipfrmt import embeddings, quant, rmt, spectra
+from zipfrmt.checks import check_choice, check_int, check_number
+
+__all__ = ["CASES", "Counterexample", "check_counterexample", "outlier_column_matrix"]
+
+
+def outlier_column_matrix(key: PRNGKeyArray, V: int, d: int, factor: float) -> Float[Array, "V d"]:
+    """A ``V×d`` matrix of i.i.d. standard normal entries whose column 0 is multiplied by ``factor``."""
+    V = check_int(V, "V", lo=1)
+    d = check_int(d, "d", lo=1)
+    factor = check_number(factor, "factor", lo=0.0, lo_open=True)
+    W = jax.random.normal(key, (V, d), jnp.float32)
+    return W.at[:, 0].multiply(factor)
+
+
+#: The kinds of matrix a counterexample is built from, and the meaning of its ``param``.
+KINDS = {"outlier-column": "factor", "power-law": "a"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Counterexample:
+    """One counterexample: a matrix family, a quantizer and the claim it tests.
+
+    Attributes:
+      name: a short label.
+      kind: ``"outlier-column"`` (``param`` = the factor of column 0) or ``"power-law"`` (``param`` = a).
+      V, d: the shape.
+      param: see ``kind``.
+      spec: the quantizer, a :class:`zipfrmt.quant.QuantSpec` text (``"int2-tensor"``).
+      claim: the statement it tests, e.g. ``"r_s(Q) > r_s(W)"`` or ``"a(Q) < a(W)"``.
+    """
+
+    name: str
+    kind: str
+    V: int
+    d: int
+    param: float
+    spec: str
+    claim: str
+
+    def __post_init__(self) -> None:
+        check_choice(self.kind, "kind", tuple(KINDS))
+        check_int(self.V, "V", lo=2)
+        check_int(self.d, "d", lo=2)
+        check_number(self.param, "param", lo=0.0, lo_open=True)
+        quant.QuantSpec.parse(self.spec)
+        check_choice(self.claim, "claim", ("r_s(Q) > r_s(W)", "a(Q) < a(W)", "r_s(Q) predicted"))
+
+    def matrix(self, seed: int) -> tuple[Float[Array, "V d"], np.ndarray]:
+        """(W, its singular values in float64) for ``seed``."""
+        key = jax.random.key(check_int(seed, "seed", lo=0))
+        if self.kind == "outlier-column":
+            W = outlier_column_matrix(key, self.V, self.d, self.param)
+            return W, np.asarray(spectra.singular_values(W), np.float64)
+        W = embeddings.power_law_matrix(key, self.V, self.d, self.param)
+        return W, np.asarray(embeddings.power_law_spectrum(min(self.V, self.d), self.param), np.float64)
+
+
+#: The review's cases (issue 15, items 4–6), at the shapes it measured.
+CASES = (
+    Counterexample("outlier column, per tensor", "outlier-column", 4096, 512, 10.0, "int2-tensor", "r_s(Q) > r_s(W)"),
+    Counterexample("outlier column, per tensor", "outlier-column", 4096, 512, 10.0, "int3-tensor", "r_s(Q) > r_s(W)"),
+    Counterexample("outlier column, per column", "outlier-column", 4096, 512, 10.0, "int4-column",
+                   "r_s(Q) predicted"),
+    Counterexample("slow power law, square", "power-law", 512, 512, 0.1, "int4-row", "a(Q) < a(W)"),
+    Counterexample("slow power law, 2:1", "power-law", 1024, 512, 0.1, "int4-row", "a(Q) < a(W)"),
+    Counterexample("power law a = 0.3, square", "power-law", 512, 512, 0.3, "int4-row", "a(Q) < a(W)"),
+)
+
+
+def _stable_rank(s: np.ndarray) -> float:
+    return float(np.sum(s**2) / s[0] ** 2) if s[0] > 0 else 0.0
+
+
+def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
+    """Quantizes the case's matrix and measures the claim beside its predictions.
+
+    Returns a dict of plain numbers: the ``regime``; ``stable_rank_full``/``_measured``/``_predicted`` (the
+    prediction of :func:`zipfrmt.rmt.predict_from_result` with its ``auto`` model, recorded as ``model``);
+    ``exponent_full``/``_measured`` and ``exponent_predicted_mp``/``_ds`` (the MP bulk with the spiked map, and
+    the Dozier–Silverstein law — NaN unless the claim is about the exponent), all over every rank; ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
+    ``sigma1_shift_iid`` ``σ̃_1² − σ_1²`` of the model's prediction; ``holds`` — whether the claim held (for
+    ``"r_s(Q) predicted"``: within 1%, the Widrow-regime accuracy the package states).
+    """
+    if not isinstance(case, Counterexample):
+        raise TypeError(f"case: expected a bounds.Counterexample, got {type(case).__name__}")
+    W, sigma_w = case.matrix(seed)
+    res = quant.quantize(W, case.spec)
+    sigma_q = np.asarray(spectra.singular_values(res.dequantized), np.float64)
+    pred = rmt.predict_from_result(sigma_w, case.V, case.d, res)
+    ds = (rmt.predict_from_result(sigma_w, case.V, case.d, res, bulk="dozier-silverstein")
+          if case.claim == "a(Q) < a(W)" else None)  # the DS law on a 4096×512 matrix takes seconds
+    out = {
+        "regime": res.regime,
+        "model": pred.model,
+        "zero_fraction": float(res.zero_fraction),
+        "stable_rank_full": _stable_rank(sigma_w),
+        "stable_rank_measured": _stable_rank(sigma_q),
+        "stable_rank_predicted": float(pred.stable_rank),
+        "exponent_full": float(spectra.rank_decay_exponent(sigma_w).a),
+        "exponent_measured": float(spectra.rank_decay_exponent(sigma_q).a),
+        "exponent_predicted_mp": float(pred.decay.a),
+        "exponent_predicted_ds": float(ds.decay.a) if ds is not None else float("nan"),
+        "sigma1_shift_measured": float(sigma_q[0] ** 2 - sigma_w[0] ** 2),
+        "sigma1_shift_iid": float(pred.sigma1**2 - (pred.gain * sigma_w[0]) ** 2),
+    }
+    if case.claim == "r_s(Q) > r_s(W)":
+        out["holds"] = out["stable_rank_measured"] > out["stable_rank_full"]
+    elif case.claim == "a(Q) < a(W)":
+        out["holds"] = out["exponent_measured"] < out["exponent_full"]
+    else:
+        out["holds"] = abs(out["stable_rank_predicted"] / out["stable_rank_measured"] - 1) <= 0.01
+    return out
