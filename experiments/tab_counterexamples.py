@@ -94,7 +94,8 @@ def describe(ds: Any) -> str:
     rise = claim == "r_s(Q) > r_s(W)"
     flat = claim == "a(Q) < a(W)"
     pred = claim == "r_s(Q) predicted"
-    parts = [f"Of {int(rise.sum())} cases that test the rise of the stable rank, it failed in {int((~holds[rise]).sum())}"]
+    n_fail = int((~holds[rise]).sum())
+    parts = [f"Of {int(rise.sum())} cases that test the rise of the stable rank, it failed in {n_fail}"]
     if rise.any():
         i = int(np.argmin(sr_q - sr_w + np.where(rise, 0, np.inf)))
         parts[-1] += (f" (worst: {ds['name'].values[i]}, {ds['spec'].values[i]}: r_s {sr_w[i]:.2f} → "

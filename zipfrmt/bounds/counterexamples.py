@@ -109,7 +109,8 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
     Returns a dict of plain numbers: the ``regime``; ``stable_rank_full``/``_measured``/``_predicted`` (the
     prediction of :func:`zipfrmt.rmt.predict_from_result` with its ``auto`` model, recorded as ``model``);
     ``exponent_full``/``_measured`` and ``exponent_predicted_mp``/``_ds`` (the MP bulk with the spiked map, and
-    the Dozier–Silverstein law — NaN unless the claim is about the exponent), all over every rank; ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
+    the Dozier–Silverstein law — NaN unless the claim is about the exponent), all over every rank;
+    ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
     ``sigma1_shift_iid`` ``σ̃_1² − σ_1²`` of the model's prediction; ``holds`` — whether the claim held (for
     ``"r_s(Q) predicted"``: within 1%, the Widrow-regime accuracy the package states).
     """

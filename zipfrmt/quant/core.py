@@ -17,10 +17,10 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from zipfrmt.checks import check_float32_range, check_float_array, check_matrix, describe, max_abs
+from zipfrmt.quant import uniform
 from zipfrmt.quant.formats import FORMATS
 from zipfrmt.quant.noise import QuantResult, scaled_noise_moments, with_regime
 from zipfrmt.quant.spec import QuantSpec, as_spec, check_spec_shape
-from zipfrmt.quant import uniform
 from zipfrmt.quant.uniform import MIN_STEP, binary_exponent, times_pow2
 
 __all__ = ["fake_quant", "quantize"]
