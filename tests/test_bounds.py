@@ -416,3 +416,82 @@ def test_bad_arguments_raise_errors_naming_them():
         bounds.verification_table({"regime": 1})
     with pytest.raises(ValueError, match="scale: expected one of 'quick', 'full'"):
         bounds.run_verify("medium")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs that would make a rigorous check lie, and scale
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_flattening_fits_prediction_and_measurement_over_one_window():
+    # W of rank 4 in 8 columns: the window is the ranks where W is nonzero, for all three fits.
+    sig = np.array([8.0, 4.0, 2.0, 1.0, 0, 0, 0, 0])
+    p = rmt.predict_quantized(sig, 64, 8, 0.01)
+    fl = bounds.spectral_flattening(p)
+    assert fl.window == (1, 4)
+    assert fl.predicted == pytest.approx(spectra.rank_decay_exponent(p.sigma, 1, 4).a, rel=1e-12)
+    assert fl.full == pytest.approx(spectra.rank_decay_exponent(sig, 1, 4).a, rel=1e-12)
+
+
+def test_flattening_of_an_all_zero_matrix_is_a_named_error():
+    Z = np.zeros((16, 8), np.float32)
+    m = bounds.measure(Z, Z)
+    with pytest.raises(ValueError, match="prediction: expected a full-precision spectrum with at least two nonzero"):
+        bounds.spectral_flattening(rmt.predict_quantized(m.sigma_W, 16, 8, 1e-3), m)
+
+
+def test_measure_rejects_a_sigma_W_that_is_not_a_spectrum():
+    W, _ = power_law(64, 32, 0.5)
+    Q = quant.quantize(W, 4, granularity="row").dequantized
+    s = bounds.measure(W, Q).sigma_W
+    with pytest.raises(ValueError, match="sigma_W: expected W's singular values, non-negative and descending"):
+        bounds.measure(W, Q, sigma_W=-s)
+    with pytest.raises(ValueError, match="sigma_W: .* descending"):
+        bounds.measure(W, Q, sigma_W=np.arange(32.0))
+
+
+def test_measure_names_a_float64_matrix_beyond_float32s_range():
+    W = np.ones((8, 4)) * 1e100
+    with pytest.raises(ValueError, match=r"W: expected entries within float32's range"):
+        bounds.measure(W, W)
+
+
+def test_checks_reject_a_result_or_prediction_of_another_matrix():
+    W, _ = power_law(64, 32, 0.5)
+    res = quant.quantize(W, 4, granularity="row")
+    m = bounds.measure(W, res.dequantized)
+    other = quant.quantize(W[:10, :5], 4, granularity="row")
+    with pytest.raises(ValueError, match=r"result: expected the quantization of the measured 64×32 matrix"):
+        bounds.weyl_bounds(m, result=other)
+    with pytest.raises(ValueError, match=r"result: expected the quantization of a 64×32 matrix"):
+        bounds.noise_floor(64, 32, res.noise_var_model, m, result=other)
+    p8 = rmt.predict_quantized(m.sigma_W[:8], 64, 8, res.noise_var_model)
+    for check in (bounds.truncation_index, bounds.stable_rank_increase, bounds.spectral_flattening):
+        with pytest.raises(ValueError, match=r"measured: expected the measurements of a matrix with min\(V, d\) = 8"):
+            check(p8, m)
+
+
+@pytest.mark.parametrize("c", [1e-200, 1e-30, 1e30, 1e200])
+def test_separable_profile_edge_is_homogeneous_at_any_scale(c):
+    a = np.random.default_rng(0).uniform(0.5, 2.0, 64)
+    base = bounds.separable_profile_edge(a, 32)
+    assert bounds.separable_profile_edge(a * c, 32) == pytest.approx(base * math.sqrt(c), rel=1e-12)
+
+
+def test_zipf_check_and_lemma_errors_name_the_argument():
+    sig = np.arange(16, 0, -1.0)
+    with pytest.raises(TypeError, match=r"window: expected a tuple \(k_lo, k_hi\)"):
+        bounds.zipf_rank_exponent(1.0, sig, window=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"window\[0\]: expected an integer in \[1, 15\]"):
+        bounds.zipf_rank_exponent(1.0, sig, window=(0, 3))
+    with pytest.raises(ValueError, match="sigma: expected a measured spectrum, non-negative and descending"):
+        bounds.zipf_rank_exponent(1.0, sig[::-1])
+    with pytest.raises(TypeError, match=r"key: expected a JAX PRNG key"):
+        bounds.lemma_embedding(0, 64, 32, 1.0)
+    with pytest.raises(TypeError, match="rows: expected the non-empty list"):
+        bounds.format_table([])
+
+
+def test_verify_grid_rejects_a_rank_window_with_fewer_than_two_ranks():
+    with pytest.raises(ValueError, match=r"rank_window\[0\]: expected an integer in \[1, 63\]"):
+        bounds.VerifyGrid(V=(256,), d=(64,), a=(0.5,), bits=(4,), rank_window=(64, None))

@@ -313,3 +313,23 @@ def test_flat_profile():
 def test_spectrum_profile_rejects_bad_parameters(kind, params, exc, match):
     with pytest.raises(exc, match=match):
         E.spectrum_profile(10, kind, **params)
+
+
+def test_spectra_beyond_float32_and_negative_sigma_are_named_errors():
+    with pytest.raises(ValueError, match="scale: expected entries within float32's range"):
+        E.power_law_spectrum(5, 0.5, scale=1e39)
+    with pytest.raises(ValueError, match="scale: expected entries within float32's range"):
+        E.spectrum_profile(5, "flat", scale=1e39)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="sigma: expected entries within float32's range"):
+        E.matrix_with_spectrum(key, 6, 3, np.array([1e300, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="sigma: expected non-negative singular values"):
+        E.matrix_with_spectrum(key, 6, 3, np.array([-3.0, 2.0, -1.0]))
+
+
+def test_an_integer_seed_is_not_taken_for_a_prng_key():
+    with pytest.raises(TypeError, match=r"key: expected a JAX PRNG key \(jax.random.key\(seed\)\), got 0"):
+        E.power_law_matrix(0, 8, 4, 0.5)
+    with pytest.raises(TypeError, match="key: expected a JAX PRNG key"):
+        E.haar_orthonormal(7, 8, 4)
+    assert E.haar_orthonormal(jax.random.PRNGKey(0), 8, 4).shape == (8, 4)  # raw uint32[2] keys still work

@@ -488,3 +488,38 @@ def test_bad_input_raises_an_error_naming_the_argument(call, exc, match):
 def test_descending_error_names_the_offending_ranks():
     with pytest.raises(ValueError, match=r"sigma: expected singular values in descending order, got σ_2"):
         rmt.predict_quantized(np.array([3.0, 1.0, 2.0]), 100, 50, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scale: the laws are homogeneous, the results must be too (or a named error)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [1e-30, 1e-20, 1e20, 1e30])
+def test_ds_prediction_is_homogeneous_in_the_scale(c):
+    s = np.arange(1, 33) ** -0.5 * 10
+    base = rmt.predict_quantized(s, 64, 32, 0.01, bulk="dozier-silverstein")
+    p = rmt.predict_quantized(s * c, 64, 32, 0.01 * c * c, bulk="dozier-silverstein")
+    np.testing.assert_allclose(np.asarray(p.sigma, np.float64) / c, np.asarray(base.sigma, np.float64), rtol=1e-6)
+    assert p.stable_rank == pytest.approx(base.stable_rank, rel=1e-9)
+
+
+def test_spiked_map_and_overlaps_are_homogeneous_where_theta_to_the_fourth_would_underflow():
+    o = rmt.spiked_overlaps(np.array([30e-100]), 100, 100, 1e-200)
+    ref = rmt.spiked_overlaps(np.array([30.0]), 100, 100, 1.0)
+    np.testing.assert_allclose(np.asarray(o.row), np.asarray(ref.row), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(o.column), np.asarray(ref.column), rtol=1e-6)
+    small = rmt.spiked_singular_value(np.array([30e-15, 1e-16]), 100, 100, 1e-30)
+    np.testing.assert_allclose(np.asarray(small) / 1e-15, [100 / 3 + 0.0, 20.0], rtol=1e-5)
+    assert float(rmt.spiked_singular_value(np.array([3.0]), 100, 100, 0.0)[0]) == pytest.approx(3.0)
+    assert rmt.detection_threshold(10**200, 10**200, 1.0) == pytest.approx(1e100, rel=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: rmt.mp_density(np.array([1e-200]), 10, 20, 1e-200),
+    lambda: rmt.mp_typical_singular_values(64, 32, 1e80),
+    lambda: rmt.mp_typical_singular_values(64, 32, 1e-90),
+])
+def test_a_result_float32_cannot_hold_is_a_named_error_not_inf_or_zero(call):
+    with pytest.raises(ValueError, match="noise_var: expected a scale whose results fit float32"):
+        call()

@@ -134,3 +134,23 @@ def test_bad_arguments_are_named(tmp_path):
         sweep.cached("exp", {}, xr.Dataset(), root=tmp_path)
     with pytest.raises(ValueError, match="combine"):
         sweep.run_grid("exp", {}, POINTS, _point_ds, root=tmp_path, combine="stack")
+
+
+def test_points_with_different_labels_are_rejected_before_any_work(tmp_path):
+    calls = []
+
+    def compute(p):
+        calls.append(p)
+        return xr.Dataset({"y": float(p["bits"])})
+
+    with pytest.raises(ValueError, match=r"points\[1\]: expected the labels of points\[0\], \['bits', 'g'\]"):
+        sweep.run_grid("labels", {"a": 1}, [{"bits": 4, "g": "row"}, {"bits": 3}], compute, root=tmp_path,
+                       progress=False)
+    with pytest.raises(TypeError, match=r"points\[0\]: expected a dict of scalar labels, got int"):
+        sweep.run_grid("labels", {"a": 1}, [4], compute, root=tmp_path, progress=False)
+    assert calls == []
+
+
+def test_a_compute_that_returns_no_dataset_is_named(tmp_path):
+    with pytest.raises(TypeError, match=r"compute_point: expected an xarray.Dataset for point \{'bits': 4\}"):
+        sweep.run_grid("nods", {"a": 1}, [{"bits": 4}], lambda p: {"y": 1.0}, root=tmp_path, progress=False)

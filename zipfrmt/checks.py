@@ -19,6 +19,7 @@ __all__ = [
     "check_float_array",
     "check_float_dtype",
     "check_int",
+    "check_key",
     "check_matrix",
     "check_nonnegative_array",
     "check_number",
@@ -192,3 +193,17 @@ def check_float32_range(amax: float, name: str, why: str) -> None:
             f"{name}: expected max|{name}| = 0 or at least float32's smallest normal number {_F32.tiny:.4g} "
             f"(smaller numbers are flushed to zero), got max|{name}| = {amax:.4g}"
         )
+
+
+def check_key(key: Any, name: str = "key") -> jax.Array:
+    """Checks a PRNG key: a typed key (``jax.random.key(seed)``) or a raw ``uint32[2]`` one
+    (``jax.random.PRNGKey(seed)``); an integer seed is not a key."""
+    if _is_tracer(key):
+        return key
+    ok = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+        or key.dtype == jnp.uint32 and key.shape == (2,)
+    )
+    if not ok:
+        raise TypeError(f"{name}: expected a JAX PRNG key (jax.random.key(seed)), got {describe(key)}")
+    return key

@@ -34,10 +34,13 @@ from jaxtyping import Array, Float, Float64, Int32, PRNGKeyArray
 
 from zipfrmt.checks import (
     check_choice,
+    check_float32_range,
     check_float_array,
     check_int,
+    check_key,
     check_nonnegative_array,
     check_number,
+    max_abs,
 )
 
 __all__ = [
@@ -66,7 +69,7 @@ def haar_orthonormal(key: PRNGKeyArray, n: int, k: int) -> Float[Array, "n k"]:
     """
     n = check_int(n, "n", lo=1)
     k = check_int(k, "k", lo=1, hi=n)
-    return _haar(key, n, k)
+    return _haar(check_key(key), n, k)
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -80,6 +83,7 @@ def power_law_spectrum(r: int, a: float, scale: float = 1.0) -> Float[Array, " r
     r = check_int(r, "r", lo=1)
     a = check_number(a, "a", lo=0.0)
     scale = check_number(scale, "scale", lo=0.0, lo_open=True)
+    check_float32_range(scale, "scale", "σ_1 = scale is float32")
     return scale * jnp.arange(1, r + 1, dtype=jnp.float32) ** (-a)
 
 
@@ -95,7 +99,11 @@ def matrix_with_spectrum(key: PRNGKeyArray, V: int, d: int, sigma: Float[Array, 
     r = min(V, d)
     if sigma.shape[0] != r:
         raise ValueError(f"sigma: expected min(V, d) = {r} singular values, got {sigma.shape[0]}")
-    ku, kv = jax.random.split(key)
+    host = np.asarray(sigma)
+    if np.any(host < 0):
+        raise ValueError(f"sigma: expected non-negative singular values, got min {float(host.min()):g}")
+    check_float32_range(max_abs(host), "sigma", "W is built in float32")
+    ku, kv = jax.random.split(check_key(key))
     return _compose(_haar(ku, V, r), jnp.asarray(sigma, jnp.float32), _haar(kv, d, r))
 
 
@@ -181,6 +189,7 @@ def spectrum_profile(r: int, kind: str, *, scale: float = 1.0, **params: float) 
         sigma = np.sqrt(_mp_classical_locations(r, gamma))
     else:
         sigma = np.ones(r)
+    check_float32_range(scale * float(sigma.max()), "scale", f"σ_1 = {float(sigma.max()):.4g}·scale is float32")
     return jnp.asarray(scale * sigma, jnp.float32)
 
 
@@ -271,7 +280,7 @@ def lemma31_embedding(
     n_orth = min(V, d) if directions == "head_orthonormal" else 0
     head = np.argsort(-p, kind="stable")[:n_orth].astype(np.int32)
     return _lemma31_kernel(
-        key,
+        check_key(key),
         jnp.asarray(np.sqrt(p), jnp.float32),
         jnp.asarray(head),
         jnp.float32(noise_std),

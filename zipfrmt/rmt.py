@@ -89,8 +89,25 @@ class ConvergenceWarning(RuntimeWarning):
 
 
 def _out(tree: Any) -> Any:
-    """Casts every array of a result (computed under x64) to the default precision outside that scope."""
-    return jax.tree.map(lambda a: a.astype(jax.dtypes.canonicalize_dtype(a.dtype)), tree)
+    """Casts every array of a result (computed under x64) to the default precision outside that scope.
+
+    A result that the default precision cannot hold — a finite float64 value that overflows float32, or a nonzero
+    result that underflows to all zeros — is a named error, never an Inf or a silent 0."""
+
+    def cast(a: Any) -> Any:
+        out = a.astype(jax.dtypes.canonicalize_dtype(a.dtype))
+        if out.dtype != a.dtype and jnp.issubdtype(a.dtype, jnp.floating) and a.size:
+            a64, a32 = np.abs(np.asarray(a)), np.abs(np.asarray(out))  # NumPy: no silent cast of the float64 side
+            big = float(np.max(a64))
+            if bool(np.any(np.isfinite(a64) & ~np.isfinite(a32))) or (big > 0 and float(np.max(a32)) == 0):
+                raise ValueError(
+                    f"noise_var: expected a scale whose results fit {out.dtype}, got results of magnitude up to "
+                    f"{big:.4g}; rescale the inputs (the laws are homogeneous in the scale) or enable "
+                    "jax.config.update('jax_enable_x64', True)"
+                )
+        return out
+
+    return jax.tree.map(cast, tree)
 
 
 def _check_shape(V: Any, d: Any) -> tuple[int, int]:
@@ -187,11 +204,12 @@ def mp_edges(V: int, d: int, noise_var: float) -> MPEdges:
 @jax.jit
 def _mp_density(x: Float[Array, "*s"], gamma: Float[Array, ""], s2: Float[Array, ""]) -> Float[Array, "*s"]:
     rg = jnp.sqrt(gamma)
-    x_lo, x_hi = s2 * (1 - rg) ** 2, s2 * (1 + rg) ** 2
-    inside = (x > x_lo) & (x < x_hi)
-    xs = jnp.where(inside, x, 0.5 * (x_lo + x_hi))
-    rho = jnp.sqrt((x_hi - xs) * (xs - x_lo)) / (2 * jnp.pi * s2 * gamma * xs)
-    return jnp.where(inside, rho, 0.0)
+    u = x / s2  # in units of s²: ρ(x; s²) = ρ(x/s²; 1)/s², no product of small numbers underflows
+    u_lo, u_hi = (1 - rg) ** 2, (1 + rg) ** 2
+    inside = (u > u_lo) & (u < u_hi)
+    us = jnp.where(inside, u, 0.5 * (u_lo + u_hi))
+    rho = jnp.sqrt((u_hi - us) * (us - u_lo)) / (2 * jnp.pi * gamma * us)
+    return jnp.where(inside, rho / s2, 0.0)
 
 
 @jax.jit
@@ -205,7 +223,7 @@ def _mp_cont_cdf_theta(theta: Float[Array, "*s"], gamma: Float[Array, ""], s2: F
     rg = jnp.sqrt(gamma)
     a, b = s2 * (1 + gamma), 2 * s2 * rg
     arc = jnp.arctan2((1 + rg) * jnp.sin(theta / 2), jnp.abs(1 - rg) * jnp.cos(theta / 2))
-    return (b * jnp.sin(theta) + a * theta - 2 * s2 * jnp.abs(1 - gamma) * arc) / (2 * jnp.pi * s2 * gamma)
+    return (b / s2 * jnp.sin(theta) + a / s2 * theta - 2 * jnp.abs(1 - gamma) * arc) / (2 * jnp.pi * gamma)
 
 
 @jax.jit
@@ -246,7 +264,7 @@ def mp_density(x: Float[Array, "*s"], V: int, d: int, noise_var: float) -> Float
       V, d: the matrix shape (rows = tokens); any aspect ratio.
       noise_var: entry variance ``s² > 0``.
     Returns:
-      The density at ``x`` (float64, same shape), 0 outside the bulk.
+      The density at ``x`` (same shape; float32 unless x64 is enabled), 0 outside the bulk.
     """
     V, d = _check_shape(V, d)
     s2 = _check_var(noise_var, "noise_var", positive=True)
@@ -312,15 +330,18 @@ def _mp_typical(V: int, d: int, s2: float) -> Float[Array, " r"]:
 
 
 def _threshold(V: int, d: int, s2: float) -> float:
-    return math.sqrt(s2) * (V * d) ** 0.25
+    return math.sqrt(s2) * float(V) ** 0.25 * float(d) ** 0.25
 
 
 @jax.jit
 def _spiked_map(theta: Float[Array, "*s"], V: Any, d: Any, s2: Float[Array, ""]) -> Float[Array, "*s"]:
-    above = theta > jnp.sqrt(s2) * (V * d) ** 0.25
-    th = jnp.where(above, theta, 1.0)
-    value = jnp.sqrt((th**2 + s2 * V) * (th**2 + s2 * d)) / th
-    return jnp.where(above, value, jnp.sqrt(s2) * (jnp.sqrt(V) + jnp.sqrt(d)))
+    s = jnp.sqrt(s2)
+    unit = jnp.where(s > 0, s, 1.0)  # in units of s (no θ² or θ⁴ over/underflows); s = 0 maps θ to itself
+    above = theta > s * V**0.25 * d**0.25
+    th = jnp.where(above, theta / unit, 1.0)
+    sn2 = s2 / unit**2
+    value = unit * jnp.sqrt((th**2 + sn2 * V) * (th**2 + sn2 * d)) / th
+    return jnp.where(above, value, s * (jnp.sqrt(V) + jnp.sqrt(d)))
 
 
 def detection_threshold(V: int, d: int, noise_var: float) -> float:
@@ -364,7 +385,9 @@ class SpikedOverlaps(NamedTuple):
 
 @jax.jit
 def _overlaps(theta: Float[Array, "*s"], V: Any, d: Any, s2: Float[Array, ""]) -> SpikedOverlaps:
-    th2 = theta**2
+    unit = jnp.where(s2 > 0, s2, 1.0)  # in units of s² (θ⁴ under/overflows float64 beyond ~1e±77); ratios unchanged
+    th2 = (theta / jnp.sqrt(unit)) ** 2
+    s2 = s2 / unit
     num = th2**2 - s2**2 * V * d
     above = num > 0
     den_row = th2 * (th2 + s2 * V)
@@ -712,7 +735,11 @@ def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s
     normalised over that range.
     """
     r = min(V, d)
-    s = math.sqrt(s2)
+    # The law is homogeneous — σ(cS, c²s²) = c·σ(S, s²) — so it is solved in units of s (s = 1) and scaled back:
+    # the density (of order 1/s² in x) is returned in float32 and would over- or underflow at extreme scales.
+    unit = math.sqrt(s2)
+    signal, spikes, s2 = signal / unit, spikes / unit, 1.0
+    s = 1.0
     floor_cut = 1.5 * s * (math.sqrt(V) + math.sqrt(d))
     images = np.sort(spikes)[::-1]
     below = np.append(images[1:], 0.0)  # the next image down (0: nothing below but the bulk)
@@ -732,7 +759,7 @@ def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s
     n_rest = r - top.size
     levels = 1.0 - (np.arange(1, n_rest + 1) - 0.5) / n_rest
     rest = math.sqrt(V) * np.interp(levels, cdf, np.arange(n_grid + 1) * du)
-    return np.concatenate([top, rest])
+    return unit * np.concatenate([top, rest])
 
 
 def _predict(

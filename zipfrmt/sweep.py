@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import zipfrmt
 from zipfrmt.tables import jsonable
 
@@ -128,6 +130,19 @@ def cached(
     return _write(compute(), path, name, config, key)
 
 
+def _check_points(points: Sequence[Any]) -> None:
+    """Every point a dict of the same labels (they become coordinates), each label a scalar."""
+    first = points[0]
+    for i, p in enumerate(points):
+        if not isinstance(p, dict):
+            raise TypeError(f"points[{i}]: expected a dict of scalar labels, got {type(p).__name__}")
+        if set(p) != set(first):
+            raise ValueError(f"points[{i}]: expected the labels of points[0], {sorted(first)}, got {sorted(p)}")
+        for label, v in p.items():
+            if not isinstance(v, (str, int, float, bool, np.generic)):
+                raise TypeError(f"points[{i}][{label!r}]: expected a scalar label, got {type(v).__name__}")
+
+
 def run_grid(
     name: str,
     config: Any,
@@ -157,6 +172,7 @@ def run_grid(
         raise ValueError(f"combine: expected 'concat' or 'by_coords', got {combine!r}")
     if not points:
         raise ValueError(f"points: expected at least one grid point for experiment {name!r}, got none")
+    _check_points(points)
     path = _check_root(root) / _check_name(name) / f"{config_hash(name, config)}.nc"
     key = path.stem
     parts = path.with_suffix(".parts")
@@ -176,6 +192,9 @@ def run_grid(
         ds = _read(part, part_key) if part.exists() else None
         if ds is None:
             ds = compute_point(point)
+            if not isinstance(ds, xr.Dataset):
+                raise TypeError(f"compute_point: expected an xarray.Dataset for point {point!r} of {name!r}, "
+                                f"got {type(ds).__name__}")
             ds = _write(ds, part, name, point, part_key)
         ds.attrs = {}
         results.append(ds)

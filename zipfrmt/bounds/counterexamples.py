@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from zipfrmt import embeddings, quant, rmt, spectra
-from zipfrmt.checks import check_choice, check_int, check_number
+from zipfrmt.checks import check_choice, check_int, check_key, check_number
 
 __all__ = ["CASES", "Counterexample", "check_counterexample", "outlier_column_matrix"]
 
@@ -40,7 +40,7 @@ def outlier_column_matrix(key: PRNGKeyArray, V: int, d: int, factor: float) -> F
     V = check_int(V, "V", lo=1)
     d = check_int(d, "d", lo=1)
     factor = check_number(factor, "factor", lo=0.0, lo_open=True)
-    W = jax.random.normal(key, (V, d), jnp.float32)
+    W = jax.random.normal(check_key(key), (V, d), jnp.float32)
     return W.at[:, 0].multiply(factor)
 
 

@@ -101,7 +101,7 @@ class VerifyGrid:
             if not isinstance(w, tuple) or len(w) != 2:
                 raise TypeError(f"rank_window: expected a tuple (k_lo, k_hi) or None, got {describe(w)}")
             r_min = min(min(V, d) for V in self.V for d in self.d)
-            k_lo = check_int(w[0], "rank_window[0]", lo=1, hi=r_min)
+            k_lo = check_int(w[0], "rank_window[0]", lo=1, hi=r_min - 1)  # a fit needs two ranks
             if w[1] is not None:
                 check_int(w[1], "rank_window[1]", lo=k_lo + 1, hi=r_min)
 

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from zipfrmt import corpus, embeddings, spectra
 from zipfrmt.bounds.measure import f64, rel_error
-from zipfrmt.checks import check_float_array, check_int, check_number
+from zipfrmt.checks import check_float_array, check_int, check_key, check_number, describe
 
 __all__ = ["ZipfExponentCheck", "lemma_embedding", "zipf_rank_exponent"]
 
@@ -31,6 +31,7 @@ def lemma_embedding(key: PRNGKeyArray, V: int, d: int, s: float) -> Float[Array,
     (near-orthogonal: ``|⟨e_j, e_k⟩| ~ d^(−1/2)``), the regime in which the lemma is an approximation for the
     leading ranks.
     """
+    key = check_key(key)
     V = check_int(V, "V", lo=2)
     d = check_int(d, "d", lo=1)
     s = check_number(s, "s", lo=0.0, lo_open=True)
@@ -97,7 +98,16 @@ def zipf_rank_exponent(
     r = sig.size
     if r < 2:
         raise ValueError(f"sigma: expected at least 2 singular values for a rank-decay fit, got {r}")
-    k_lo, k_hi = window if window is not None else (1, max(2, r // 8))
+    if np.any(sig < 0) or np.any(np.diff(sig) > 0):
+        raise ValueError("sigma: expected a measured spectrum, non-negative and descending, got "
+                         f"{int(np.sum(sig < 0))} negative values and {int(np.sum(np.diff(sig) > 0))} ascending steps")
+    if window is None:
+        k_lo, k_hi = 1, max(2, r // 8)
+    elif not isinstance(window, tuple) or len(window) != 2:
+        raise TypeError(f"window: expected a tuple (k_lo, k_hi) of ranks, got {describe(window)}")
+    else:
+        k_lo = check_int(window[0], "window[0]", lo=1, hi=r - 1)
+        k_hi = check_int(window[1], "window[1]", lo=k_lo + 1, hi=r)
     fit = spectra.rank_decay_exponent(sig, k_lo, k_hi)
     return ZipfExponentCheck(s, pred, fit.a, (fit.k_lo, fit.k_hi), fit.r2, rel_error(pred, fit.a))
 

@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from zipfrmt import spectra
-from zipfrmt.checks import check_float_array, check_matrix
+from zipfrmt.checks import check_float32_range, check_float_array, check_matrix, max_abs
 
 __all__ = ["MEASURE_METHOD", "RIGOROUS_RTOL", "Measured", "f64", "measure", "rel_error"]
 
@@ -119,15 +119,20 @@ def measure(
         raise ValueError(f"Q: expected the shape of W, {tuple(W.shape)}, got {tuple(Q.shape)}")
     V, d = (int(n) for n in W.shape)
     r = min(V, d)
+    for name, X in (("W", W), ("Q", Q)):
+        check_float32_range(max_abs(X), name, "the measurements run in float32")
+    if sigma_W is not None:
+        sW = f64(check_float_array(sigma_W, "sigma_W", ndim=1))
+        if sW.size != r:
+            raise ValueError(f"sigma_W: expected min(V, d) = {r} singular values, got {sW.size}")
+        if np.any(sW < 0) or np.any(np.diff(sW) > 0):
+            raise ValueError(f"sigma_W: expected W's singular values, non-negative and descending, got "
+                             f"{int(np.sum(sW < 0))} negative and {int(np.sum(np.diff(sW) > 0))} ascending steps")
     with jax.enable_x64(True):
         Wj = jnp.asarray(W, jnp.float32)
         Qj = jnp.asarray(Q, jnp.float32)
         if sigma_W is None:
             sW = f64(spectra.singular_values(Wj, MEASURE_METHOD))
-        else:
-            sW = f64(check_float_array(sigma_W, "sigma_W", ndim=1))
-            if sW.size != r:
-                raise ValueError(f"sigma_W: expected min(V, d) = {r} singular values, got {sW.size}")
         sQ = f64(spectra.singular_values(Qj, MEASURE_METHOD))
         sE = f64(spectra.singular_values(Qj - Wj, MEASURE_METHOD))
         fw, fe, ip = (float(x) for x in _moments(Wj, Qj))

@@ -29,6 +29,17 @@ def _check_prediction(pred: Any, name: str, model: str | None = None) -> rmt.Qua
     return pred
 
 
+def _check_measured(measured: Any, p: rmt.QuantizedPrediction) -> Measured:
+    """``measured`` must be a :class:`Measured` of a matrix of the prediction's size (``min(V, d)`` values)."""
+    if not isinstance(measured, Measured):
+        raise TypeError(f"measured: expected a Measured (from bounds.measure), got {describe(measured)}")
+    r = p.sigma.shape[0]
+    if measured.sigma_Q.size != r:
+        raise ValueError(f"measured: expected the measurements of a matrix with min(V, d) = {r}, as the prediction "
+                         f"was made for, got {measured.shape[0]}×{measured.shape[1]}")
+    return measured
+
+
 @dataclasses.dataclass(frozen=True)
 class TruncationCheck:
     """P3: how many signal singular values survive the noise floor.
@@ -80,8 +91,7 @@ def truncation_index(
     kb = None if pb is None else pb.truncation_index
     if measured is None:
         return TruncationCheck(p.truncation_index, p.noise_floor, p.threshold, kb)
-    if not isinstance(measured, Measured):
-        raise TypeError(f"measured: expected a Measured (from bounds.measure), got {describe(measured)}")
+    _check_measured(measured, p)
     meas = int(np.sum(measured.sigma_Q > p.noise_floor))
     err = p.truncation_index - meas
     rel_b = None if kb is None else (kb - meas) / max(meas, 1)
@@ -169,8 +179,7 @@ def stable_rank_increase(
         kw.update(predicted_bussgang=pb.stable_rank, sigma1_bussgang=pb.sigma1)
     if measured is None:
         return StableRankCheck(p.stable_rank, p.stable_rank_full, p.sigma1, fluct, **kw)
-    if not isinstance(measured, Measured):
-        raise TypeError(f"measured: expected a Measured (from bounds.measure), got {describe(measured)}")
+    _check_measured(measured, p)
     m = measured
     sQ, sW = m.sigma_Q, m.sigma_W
     rs_Q = float(np.sum(sQ**2) / sQ[0] ** 2) if sQ[0] > 0 else 0.0
@@ -208,7 +217,7 @@ class FlatteningCheck:
     """P5: the rank-decay exponent over a fixed window, before and after quantization.
 
     Attributes:
-      window: ``(k_lo, k_hi)``, the window of the prediction's fit (the measured fits use the same).
+      window: ``(k_lo, k_hi)``, the one window of every fit: the prediction's, cut to the nonzero ranks of W.
       full: ``a(W)`` (measured on W when a measurement is given, else on the prediction's input).
       predicted: ``a`` of the predicted quantized spectrum (additive); predicted_bussgang: Bussgang, or None.
       flattened_predicted: ``predicted < full``.
@@ -247,27 +256,37 @@ def spectral_flattening(
     """
     p = _check_prediction(prediction, "prediction", "additive")
     pb = None if bussgang is None else _check_prediction(bussgang, "bussgang", "bussgang")
-    window = (p.decay.k_lo, p.decay_full.k_hi)
+    # One window for every fit: the prediction's, cut to the ranks where W's spectrum is nonzero (a fit of W over
+    # zeros is undefined, and fits over different windows are not comparable).
+    k_lo, k_hi = p.decay.k_lo, min(p.decay.k_hi, p.decay_full.k_hi)
+    if k_hi < k_lo + 1:
+        raise ValueError(
+            f"prediction: expected a full-precision spectrum with at least two nonzero singular values in the rank "
+            f"window from {k_lo}, got {p.decay_full.k_hi} nonzero ({p.decay_full.reason or 'rank-deficient W'}): "
+            "no exponent to flatten"
+        )
+    window = (k_lo, k_hi)
+    if measured is not None:
+        _check_measured(measured, p)
+    a_pred = spectra.rank_decay_exponent(p.sigma, k_lo, k_hi).a
+    a_full = p.decay_full.a  # fitted over (k_lo, its own k_hi) = this window: k_hi ≤ the prediction's
     kw: dict[str, Any] = {}
     if pb is not None:
-        kw["predicted_bussgang"] = pb.decay.a
+        kw["predicted_bussgang"] = spectra.rank_decay_exponent(pb.sigma, k_lo, k_hi).a
     if measured is None:
-        return FlatteningCheck(window, p.decay_full.a, p.decay.a, bool(p.decay.a < p.decay_full.a), **kw)
-    if not isinstance(measured, Measured):
-        raise TypeError(f"measured: expected a Measured (from bounds.measure), got {describe(measured)}")
-    k_lo, k_hi = window
+        return FlatteningCheck(window, a_full, a_pred, bool(a_pred < a_full), **kw)
     a_W = spectra.rank_decay_exponent(measured.sigma_W, k_lo, k_hi).a
     a_Q = spectra.rank_decay_exponent(measured.sigma_Q, k_lo, k_hi).a
     if pb is not None:
-        kw["rel_error_bussgang"] = rel_error(pb.decay.a, a_Q)
+        kw["rel_error_bussgang"] = rel_error(kw["predicted_bussgang"], a_Q)
     return FlatteningCheck(
         window,
         a_W,
-        p.decay.a,
-        bool(p.decay.a < a_W),
+        a_pred,
+        bool(a_pred < a_W),
         measured=a_Q,
         flattened_measured=bool(a_Q < a_W),
-        rel_error=rel_error(p.decay.a, a_Q),
+        rel_error=rel_error(a_pred, a_Q),
         **kw,
     )
 

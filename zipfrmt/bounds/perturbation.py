@@ -64,9 +64,10 @@ def separable_profile_edge(variances: Float[Array, " n"] | np.ndarray, m: int) -
     if a.size == 0:
         return 0.0
     top = float(a.max())
+    a = a / top  # λ₊(cα) = c·λ₊(α): solved for α/max α (in (0, 1]), so no power of the variances over/underflows
 
-    def slope(t: float) -> float:  # derivative in u = t/top, t ∈ (−1, 0)
-        u = t / top
+    def slope(t: float) -> float:  # derivative in u = t (max α = 1), t ∈ (−1, 0)
+        u = t
         return m / u**2 - float(np.sum((a / (1.0 + a * u)) ** 2))
 
     lo, hi = -1.0, 0.0  # slope → −∞ at t → −1⁺ (the largest α), → +∞ at t → 0⁻
@@ -78,9 +79,9 @@ def separable_profile_edge(variances: Float[Array, " n"] | np.ndarray, m: int) -
             hi = mid
         if hi - lo < 1e-15:
             break
-    u = 0.5 * (lo + hi) / top
+    u = 0.5 * (lo + hi)
     lam = -m / u + float(np.sum(a / (1.0 + a * u)))
-    return math.sqrt(max(lam, 0.0))
+    return math.sqrt(max(lam, 0.0)) * math.sqrt(top)
 
 
 def _profile_edge(result: quant.QuantResult, V: int, d: int, noise_var: float) -> float | None:
@@ -126,6 +127,9 @@ def noise_floor(
     if result is not None:
         if not isinstance(result, quant.QuantResult):
             raise TypeError(f"result: expected a zipfrmt.quant.QuantResult, got {describe(result)}")
+        if tuple(result.dequantized.shape) != (V, d):
+            raise ValueError(f"result: expected the quantization of a {V}×{d} matrix, got a result of shape "
+                             f"{tuple(result.dequantized.shape)}")
         prof = _profile_edge(result, V, d, noise_var)
     if measured is None:
         return NoiseFloorCheck(edges.sigma_hi, edges.sigma_lo, thr, prof)
@@ -153,7 +157,7 @@ class WeylCheck:
         clipping other than absmax, the 1-bit quantizer, or no quantizer result given).
       max_shift: ``max_k |σ_k(Q) − σ_k(W)|``.
       slack: ``min_k (‖E‖₂ − |σ_k(Q) − σ_k(W)|)``, ≥ 0 when Weyl holds (up to ``tolerance``).
-      tightness: ``max_shift / ‖E‖₂`` in [0, 1] (1: Weyl is attained at some k).
+      tightness: ``max_shift / ‖E‖₂``, in [0, 1] up to ``tolerance/‖E‖₂`` (1: Weyl is attained at some k).
       violations: number of k with ``|σ_k(Q) − σ_k(W)| > ‖E‖₂ + tolerance`` (0 expected).
       fro_holds: ``‖E‖₂ ≤ ‖E‖_F + tolerance``.
       apriori_holds: ``‖E‖_F ≤ c‖Δ‖_F + tolerance`` (None when ``apriori`` is None).
@@ -223,6 +227,9 @@ def weyl_bounds(measured: Measured, *, result: quant.QuantResult | None = None) 
     if result is not None:
         if not isinstance(result, quant.QuantResult):
             raise TypeError(f"result: expected a zipfrmt.quant.QuantResult, got {describe(result)}")
+        if tuple(result.dequantized.shape) != m.shape:
+            raise ValueError(f"result: expected the quantization of the measured {m.shape[0]}×{m.shape[1]} matrix, "
+                             f"got a result of shape {tuple(result.dequantized.shape)}")
         cfg = result.spec
         if cfg.format == "int" and cfg.bits >= 2 and cfg.clip == "absmax":  # Δ is a grid spacing only for int
             c = 1.0 if cfg.rounding == "stochastic" else 0.5

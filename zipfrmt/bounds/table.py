@@ -144,8 +144,9 @@ def _pct(x: Any) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A readable text table of :func:`verification_table` rows (errors as absolute relative errors, %)."""
-    if not isinstance(rows, list):
-        raise TypeError(f"rows: expected the list returned by verification_table, got {describe(rows)}")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise TypeError(f"rows: expected the non-empty list of dicts returned by verification_table, "
+                        f"got {describe(rows)}")
     head = ("P", "quantity", "kind", "model", "points", "viol.", "certif.",
             "widrow n", "med", "worst", "dead-zone n", "med", "worst", "all med", "worst")
     body = []

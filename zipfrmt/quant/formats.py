@@ -15,6 +15,8 @@ Entries:
   2023); scales by absmax over the spec's scale group.
 * ``mxfp4`` — OCP Microscaling e2m1 values with a power-of-two scale per block of 32 along a row;
   ``nvfp4`` — e2m1 values with an fp8-e4m3 scale per block of 16.
+* ``q8_0``, ``q5_0``, ``q5_1``, ``q4_0``, ``q4_1``, ``tq1_0``, ``tq2_0``, ``ggml_mxfp4`` — llama.cpp's GGUF block
+  formats, quantized by llama.cpp's own ``gguf`` package (:mod:`zipfrmt.quant.ggml`).
 
 The real formats are quantized by Qwix (``qwix.quantize`` → ``qwix.dequantize``), never hand-written tables.
 Their grids are not uniform, so their noise model is Bennett's (1948) high-resolution formula: an entry's
@@ -34,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from zipfrmt.quant import uniform
+from zipfrmt.quant import ggml, uniform
 
 if TYPE_CHECKING:
     from zipfrmt.quant.spec import QuantSpec
@@ -151,7 +153,8 @@ def _code_book(qtype: Any, numerics: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bennett_noise_var(qtype: Any) -> NoiseVarFn:
-    """Bennett's formula on the format's code book: mean over entries of ``(scale · cell width)²/12``."""
+    """Bennett's formula on the format's code book: mean over entries of ``(scale · cell width)²/12``; an entry that
+    is exactly 0 (every code book holds 0) counts 0 — so does every entry of an all-zero group, whose scale is 1."""
 
     def noise_var(spec: QuantSpec, W: jax.Array, Q: jax.Array, scale: jax.Array) -> jax.Array:
         levels, widths = code_book(qtype)
@@ -159,6 +162,7 @@ def _bennett_noise_var(qtype: Any) -> NoiseVarFn:
         scale_full = _expand_scale(scale, W.shape)
         code = Q.astype(jnp.float32) / jnp.where(scale_full > 0, scale_full, 1.0)
         cell = widths[jnp.searchsorted((levels[1:] + levels[:-1]) / 2, code)] * scale_full  # nearest level's cell
+        cell = jnp.where(W == 0, 0.0, cell)  # 0 is on every code book: an exact zero (an all-zero group) counts 0
         return jnp.mean(jnp.square(cell)) / 12.0
 
     return noise_var
@@ -170,6 +174,21 @@ def qwix_format(name: str, qtype: Any, bits: int, block: int | None, source: str
         schemes=("symmetric",), clips=("absmax",), roundings=("nearest",),
         quantize=_qwix_quantize(qtype), noise_var=_bennett_noise_var(qtype),
         noise_model="Bennett: mean (scale × code-book cell width)²/12", source=source,
+    )
+
+
+def ggml_format(name: str) -> Format:
+    """A llama.cpp block format (:mod:`zipfrmt.quant.ggml`), quantized by the ``gguf`` package."""
+    layout = ggml.GGML_FORMATS[name]
+    mx = layout.scale_at is None
+    return Format(
+        name=name, bits=layout.bits, block=layout.block, default_granularity="group",
+        schemes=("symmetric",), clips=("absmax",), roundings=("nearest",),
+        quantize=ggml.ggml_quantizer(name),
+        noise_var=_bennett_noise_var("mxfp4") if mx else ggml.widrow_block_noise_var,
+        noise_model=("Bennett: mean (scale × e2m1 cell width)²/12" if mx
+                     else "Widrow on the block grid: mean d²/12, d the fp16 step of each block"),
+        source=layout.source,
     )
 
 
@@ -191,4 +210,5 @@ FORMATS: dict[str, Format] = {
     "nf4": qwix_format("nf4", "nf4", 4, None, "4-bit NormalFloat, Dettmers et al. 2023 (QLoRA)"),
     "mxfp4": qwix_format("mxfp4", "mxfp4", 4, 32, "OCP Microscaling MXFP4: e2m1, power-of-two scale per 32"),
     "nvfp4": qwix_format("nvfp4", "nvfp4", 4, 16, "NVIDIA NVFP4: e2m1, fp8-e4m3 scale per 16"),
+    **{name: ggml_format(name) for name in ggml.GGML_FORMATS},
 }
