@@ -269,3 +269,166 @@ def test_in_the_training_optimizer_the_s2d_gradient_is_added_after_the_clip():
     np.testing.assert_allclose(seen["out"]["enc"]["kernel"], seen["in"]["enc"]["kernel"] + added, rtol=1e-4,
                                atol=1e-4 * float(jnp.max(jnp.abs(added))))
     assert float(optax.tree.norm(seen["out"])) > 10.0  # the sum is not clipped back to 1
+
+
+# --- PCDR with zero outputs ----------------------------------------------------------------------------------
+
+
+def test_pcdr_without_a_nonzero_output_is_an_error_not_nan():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((32, 16)).astype(np.float32)
+    X = rng.standard_normal((50, 32)).astype(np.float32)
+    for w, x in ((W, np.zeros_like(X)), (np.zeros_like(W), X)):
+        with pytest.raises(ValueError, match=r"X, W: expected calibration activations with a nonzero output"):
+            S.pcdr(w, x)
+        with pytest.raises(ValueError, match=r"X, W: expected .* Y = 0 everywhere"):
+            S.select_k_pcdr(w, x)
+
+
+def test_pcdr_excludes_outputs_that_are_zero():
+    """Outliers with y = 0 (0/0) are left out of the mean: here only the first sample's outputs are nonzero."""
+    rng = np.random.default_rng(1)
+    W = power_law_np(24, 16, 1.0, seed=3)
+    X = np.zeros((20, 24), np.float32)
+    X[0] = rng.standard_normal(24)
+    got = np.asarray(S.pcdr(W, X, 3, outlier_fraction=1.0))
+    want = np.asarray(S.pcdr(W, X[:1], 3, outlier_fraction=1.0))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert S.select_k_pcdr(W, X, k_max=3, outlier_fraction=1.0).n_outliers == 16
+
+
+def test_pcdr_is_scale_invariant():
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((32, 16)).astype(np.float32)
+    X = rng.standard_normal((50, 32)).astype(np.float32)
+    base = np.asarray(S.pcdr(W, X, 3, outlier_fraction=0.05))
+    np.testing.assert_array_equal(S.pcdr(W * np.float32(2.0**60), X * np.float32(2.0**70), 3, outlier_fraction=0.05),
+                                  base)  # Y = XW ~ 2^130 overflowed float32
+    np.testing.assert_allclose(S.pcdr(W * np.float32(1e-20), X * np.float32(1e-20), 3, outlier_fraction=0.05), base,
+                               rtol=1e-4)
+
+
+# --- decay_spectrum at any scale -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("scale", [1e-35, 1e-20, 1.0, 1e20, 1e35])
+def test_decay_spectrum_at_t0_returns_sigma_unchanged(n, scale):
+    """A 1e-30 clamp and float32 powers gave 2e4·σ at 1e-35, 0.69·σ at 1e-20 (n = 3) and inf at 1e20."""
+    s = (np.asarray([3.0, 2.0, 1.0, 0.5]) * scale).astype(np.float32)
+    np.testing.assert_array_equal(S.decay_spectrum(s, 3, 0.0, n=n), s)
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_decay_spectrum_is_scale_covariant(n, scale):
+    """σ(c·s, t/c^(n−1)) = c·σ(s, t): the flow σ̇ = −λσ^n in units of c."""
+    s = np.asarray([3.0, 2.0, 1.0, 0.5], np.float32)
+    base = np.asarray(S.decay_spectrum(s, 2, 0.3, n=n, lam=1.0), np.float64)
+    got = np.asarray(S.decay_spectrum((s * scale).astype(np.float32), 2, 0.3 / scale ** (n - 1), n=n, lam=1.0),
+                     np.float64)
+    np.testing.assert_allclose(got / scale, base, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0])
+def test_decay_spectrum_keeps_zero_values_at_zero(n):
+    out = np.asarray(S.decay_spectrum(np.asarray([2.0, 0.0, 0.0], np.float32), 3, 1.0, n=n))
+    assert out[0] > 0
+    np.testing.assert_array_equal(out[1:], 0.0)  # the clamp made them 1e-30
+    np.testing.assert_array_equal(S.decay_spectrum(np.zeros(3, np.float32), 2, 1.0, n=n), 0.0)
+
+
+def test_decay_spectrum_rejects_ascending_or_negative_sigma():
+    with pytest.raises(ValueError, match=r"sigma: expected singular values in descending order .* σ_1 = 1 < σ_2 = 2"):
+        S.decay_spectrum(np.asarray([1.0, 2.0, 3.0], np.float32), 2, 1.0)
+    with pytest.raises(ValueError, match=r"sigma: expected non-negative singular values, got 1 negative"):
+        S.decay_spectrum(np.asarray([3.0, 2.0, -1.0], np.float32), 2, 1.0)
+    with pytest.raises(ValueError, match=r"sigma: expected entries within float32's range"):
+        S.decay_spectrum(np.asarray([1e50, 1.0]), 1, 1.0)
+
+
+# --- the penalty and gradient at any scale -------------------------------------------------------------------
+
+
+def test_s2d_gradient_is_scale_covariant_and_never_nan():
+    """σ^n in float32 overflowed: W·1e19 gave NaN (inf·0) and W·1e18 inf, though λσ^n·u vᵀ fits float32."""
+    W = np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)
+    g = np.asarray(S.s2d_gradient(W, 2), np.float64)
+    for m in (60, -40):
+        got = np.asarray(S.s2d_gradient(W * np.float32(2.0**m), 2), np.float64)
+        np.testing.assert_allclose(got / 2.0 ** (2 * m), g, atol=1e-5 * np.abs(g).max())
+    for c in (1e18, 1e19):
+        got = np.asarray(S.s2d_gradient(W * np.float32(c), 2), np.float64)
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got / c**2, g, atol=1e-4 * np.abs(g).max())
+
+
+def test_s2d_penalty_is_scale_covariant():
+    W = np.random.default_rng(1).standard_normal((20, 12)).astype(np.float32)
+    p = float(S.s2d_penalty(W, 3, n=2, lam=0.5))
+    assert float(S.s2d_penalty(W * np.float32(2.0**40), 3, n=2, lam=0.5)) == pytest.approx(p * 2.0**120, rel=1e-5)
+    assert float(S.s2d_penalty(W * np.float32(2.0**-40), 3, n=2, lam=0.5)) == pytest.approx(p * 2.0**-120, rel=1e-5)
+
+
+def test_s2d_results_beyond_float32_are_errors():
+    W = np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"W: expected a matrix whose S2D gradient fits float32 .* σ_1 = "):
+        S.s2d_gradient(W * np.float32(1e25), 2)
+    with pytest.raises(ValueError, match=r"W: expected a matrix whose S2D penalty fits float32"):
+        S.s2d_penalty(W * np.float32(1e25), 2)
+    with pytest.raises(ValueError, match=r"W: expected entries within float32's range"):  # float64 was cast to inf
+        S.s2d_gradient(W.astype(np.float64) * 1e50, 2)
+
+
+def test_transform_term_is_scale_covariant_and_finite():
+    W = np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)
+    params = {"w": jnp.asarray(W * np.float32(2.0**63))}
+    tx = S.s2d(lam=5e-4, n=2, k=2)
+    upd, state = tx.update({"w": jnp.zeros_like(params["w"])}, tx.init(params), params)
+    assert np.all(np.isfinite(np.asarray(upd["w"])))  # was NaN: the Gram matrix and σ^n overflowed
+    g = np.asarray(S.s2d_gradient(W, 2), np.float64)
+    np.testing.assert_allclose(np.asarray(upd["w"], np.float64) / 2.0**126, g, atol=1e-4 * np.abs(g).max())
+    upd2, _ = tx.update({"w": jnp.zeros_like(params["w"])}, state, params)  # between refreshes: σ̂ re-estimated
+    np.testing.assert_allclose(np.asarray(upd2["w"], np.float64) / 2.0**126, g, atol=1e-4 * np.abs(g).max())
+
+
+# --- select_k_tree and the transform: named errors -----------------------------------------------------------
+
+
+def test_select_k_tree_rejects_activations_that_are_not_a_mapping():
+    W = power_law_np(12, 8, 1.0)
+    with pytest.raises(TypeError, match="activations: expected a mapping from weight paths"):
+        S.select_k_tree({"lin": {"kernel": W}}, [np.ones((10, 12), np.float32)])
+
+
+def test_select_k_tree_names_the_weight_whose_activations_have_the_wrong_width():
+    W = power_law_np(12, 8, 1.0)
+    with pytest.raises(ValueError, match=r"activations\['lin/kernel'\]: expected calibration activations of width "
+                                         r"d_in=12 for the selected weight 'lin/kernel'"):
+        S.select_k_tree({"lin": {"kernel": W}}, {"lin/kernel": np.ones((10, 5), np.float32)})
+
+
+def test_update_rejects_updates_of_a_different_structure():
+    params = _params()
+    tx = S.s2d(k=1)
+    state = tx.init(params)
+    # the same number of leaves, another structure: 'a/kernel' where params has 'dec/kernel'
+    swapped = {"a": {"kernel": jnp.zeros((16, 12))}, "enc": {"bias": jnp.zeros(16), "kernel": jnp.zeros((24, 16))}}
+    with pytest.raises(ValueError, match="updates: expected the structure of params; leaf 0 is 'a/kernel'"):
+        tx.update(swapped, state, params)
+    transposed = jax.tree.map(jnp.zeros_like, params)
+    transposed["enc"]["kernel"] = jnp.zeros((16, 24))
+    with pytest.raises(ValueError, match=r"updates: expected 'enc/kernel' of shape \(24, 16\)"):
+        tx.update(transposed, state, params)
+
+
+def test_update_rejects_k_beyond_the_cached_components():
+    params = _params()
+    tx = S.s2d(k=2)
+    state = tx.init(params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    bad = state._replace(k={**state.k, "enc/kernel": jnp.asarray(5, jnp.int32)})  # K = 2 was silently used
+    with pytest.raises(ValueError, match=r"state.k\['enc/kernel'\]: expected an integer in \[0, 2\]"):
+        tx.update(zeros, bad, params)
+    tx.update(zeros, state._replace(k={**state.k, "enc/kernel": jnp.asarray(1, jnp.int32)}), params)  # k ≤ K is fine

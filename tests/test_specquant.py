@@ -314,3 +314,173 @@ def test_compare_on_matrix_dataset():
     assert float(ds.sel(mitigation="specquant", bits=4).overhead_bits) > 0
     assert float(ds.s2d_fp_sigma_max) == pytest.approx(0.5 * float(ds.fp_sigma_max), rel=1e-4)
     assert "zipfrmt_version" in ds.attrs and "budget" in ds.attrs["config"]
+
+
+# --- scale: float16 coefficients, Parseval powers, the α search, smoothing ----------------------------------------
+
+
+def _gauss(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _random_walk_columns(seed=0):
+    """Channels with most energy at low frequency (cumulative sums along d_in)."""
+    return np.cumsum(np.random.default_rng(seed).standard_normal((64, 32)), 0).astype(np.float32)
+
+
+def test_specquant_rescales_float16_coefficients_instead_of_overflowing():
+    """Coefficients above float16's 65504 became inf and surfaced as "W: expected finite entries". Each channel's
+    coefficients are now scaled by a power of two before the cast: W·2^m gives exactly 2^m times the result."""
+    W, X = _gauss((32, 16)), _gauss((50, 32), 1)
+    base = SQ.specquant(W, 4, 0.1)
+    big = SQ.specquant(W * np.float32(2.0**14), 4, 0.1)  # coefficients up to ~2^14·32
+    np.testing.assert_array_equal(big.budgets, base.budgets)
+    np.testing.assert_array_equal(np.asarray(big.weight), np.asarray(base.weight) * np.float32(2.0**14))
+    scaled = SQ.specquant(W * 1e4, 4, 0.1)  # the reviewer's example
+    assert np.all(np.isfinite(scaled.weight))
+    np.testing.assert_allclose(np.asarray(scaled.weight) / 1e4, base.weight, atol=1e-3)
+    with_x = SQ.specquant(W, 4, 0.1, X=X * 3e3)  # large activations → large smoothed weight
+    assert np.all(np.isfinite(with_x.weight)) and with_x.alpha in SQ.ALPHA_GRID
+
+
+def test_specquant_rescaling_leaves_ordinary_float16_coefficients_unchanged(W):
+    """At ordinary scales every kept coefficient is the plain float16 rounding of the float32 one."""
+    r = SQ.specquant(W, 4, 0.5)
+    F = jnp.fft.rfft(jnp.asarray(W), axis=0)
+    F16 = jax.lax.complex(jnp.real(F).astype(jnp.float16).astype(jnp.float32),
+                          jnp.imag(F).astype(jnp.float16).astype(jnp.float32))
+    keep = jnp.arange(F.shape[0])[:, None] < jnp.asarray(r.budgets)[None, :]
+    want = jnp.fft.irfft(jnp.where(keep, F16, 0.0), n=W.shape[0], axis=0)
+    np.testing.assert_allclose(r.low_freq_branch, want, atol=1e-6 * float(np.abs(W).max()))
+
+
+def test_specquant_skips_an_alpha_whose_error_is_not_finite(W, monkeypatch):
+    errs = jnp.asarray([jnp.nan, 3.0, 2.0, jnp.inf], jnp.float32)  # argmin over NaN picked α = 0.0
+    monkeypatch.setattr(SQ, "_alpha_errors", lambda *a, **k: errs)
+    r = SQ.specquant(W, 4, 0.2, X=_outlier_X(), alpha_grid=(0.0, 0.25, 0.5, 0.75))
+    assert r.alpha == 0.5
+
+
+def test_specquant_raises_when_no_alpha_gives_a_finite_error(W, monkeypatch):
+    monkeypatch.setattr(SQ, "_alpha_errors", lambda *a, **k: jnp.full((3,), jnp.nan, jnp.float32))
+    with pytest.raises(ValueError, match="X: expected some migration strength in alpha_grid to give a finite"):
+        SQ.specquant(W, 4, 0.2, X=_outlier_X(), alpha_grid=(0.0, 0.5, 1.0))
+
+
+def test_low_frequency_energy_is_scale_invariant():
+    """|F|² in float32 underflowed at 1e-20 (a false "zero channel" error) and overflowed at 1e20 (NaN)."""
+    Wc = _random_walk_columns()
+    e0 = np.asarray(SQ.low_frequency_energy(Wc, 0.2))
+    np.testing.assert_array_equal(SQ.low_frequency_energy(Wc * np.float32(2.0**-66), 0.2), e0)
+    for c in (1e-20, 1e20):
+        np.testing.assert_allclose(SQ.low_frequency_energy(Wc * np.float32(c), 0.2), e0, atol=1e-5)
+
+
+@pytest.mark.parametrize("importance", SQ.IMPORTANCES)
+def test_channel_budgets_are_scale_invariant(importance):
+    Wc = _random_walk_columns()
+    k0 = np.asarray(SQ.channel_budgets(Wc, 0.1, importance=importance))
+    for c in (2.0**-66, 2.0**66, 1e-20, 1e20):
+        np.testing.assert_array_equal(SQ.channel_budgets(Wc * np.float32(c), 0.1, importance=importance), k0)
+
+
+def test_specquant_energy_kept_is_scale_invariant():
+    """The kept share was 1.0 for every channel at 1e-20 (both energies underflowed to 0)."""
+    Wc = _random_walk_columns()
+    e0 = SQ.specquant(Wc, 4, 0.1).energy_kept
+    assert np.all(e0 < 0.99)
+    np.testing.assert_array_equal(SQ.specquant(Wc * np.float32(2.0**-66), 4, 0.1).energy_kept, e0)
+    np.testing.assert_allclose(SQ.specquant(Wc * np.float32(1e-20), 4, 0.1).energy_kept, e0, atol=5e-3)
+
+
+def test_smooth_rejects_non_positive_factors(W):
+    X = _outlier_X()
+    with pytest.raises(ValueError, match=r"lam: expected positive smoothing factors .* 48 entries ≤ 0"):
+        SQ.smooth(W, X, np.zeros(48, np.float32))  # gave all-inf X̂ silently
+    with pytest.raises(ValueError, match=r"lam: expected positive smoothing factors .* 48 entries ≤ 0"):
+        SQ.smooth(W, X, -np.ones(48, np.float32))
+    with pytest.raises(ValueError, match="lam: expected finite entries"):
+        SQ.smooth(W, X, np.full(48, np.inf, np.float32))
+
+
+def test_smoothing_factors_scale_as_c_to_the_alpha(W):
+    """A 1e-12 clamp on max|X_i| made λ(W, 1e-30·X) 1e-6·λ instead of 1e-15·λ at α = 0.5."""
+    X = _outlier_X()
+    lam = np.asarray(SQ.smoothing_factors(W, X, 0.5), np.float64)
+    for c, alpha in ((1e-30, 0.5), (1e-30, 0.8), (1e20, 0.5)):
+        got = np.asarray(SQ.smoothing_factors(W, X * np.float32(c), alpha), np.float64)
+        want = np.asarray(SQ.smoothing_factors(W, X, alpha), np.float64) * c**alpha
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert lam.min() > 0
+
+
+def test_specquant_alpha_search_is_scale_invariant(W):
+    """The α minimising the output error does not depend on the scales of X and W; at X·1e-20 the search
+    returned α = 0 (the squared errors underflowed)."""
+    X = _outlier_X()
+    a0 = SQ.specquant(W, 4, 0.2, X=X).alpha
+    for cw, cx in ((1.0, 2.0**-66), (1.0, 2.0**60), (2.0**-50, 1.0), (2.0**40, 2.0**-70)):
+        assert SQ.specquant(W * np.float32(cw), 4, 0.2, X=X * np.float32(cx)).alpha == a0
+    assert abs(SQ.specquant(W, 4, 0.2, X=X * np.float32(1e-20)).alpha - a0) <= 0.1
+
+
+def test_specquant_rejects_inputs_beyond_float32_range(W):
+    """float64 inputs were cast to float32 silently (X·1e50 → inf)."""
+    X = _outlier_X().astype(np.float64)
+    with pytest.raises(ValueError, match=r"X: expected entries within float32's range .* max\|X\| = "):
+        SQ.specquant(W, 4, 0.2, X=X * 1e50)
+    with pytest.raises(ValueError, match=r"W: expected entries within float32's range"):
+        SQ.specquant(W.astype(np.float64) * 1e50, 4, 0.2)
+    with pytest.raises(ValueError, match=r"W: expected entries within float32's range"):
+        SQ.low_frequency_energy(W.astype(np.float64) * 1e50)
+
+
+# --- compare_on_matrix: every argument checked up front ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"s2d_k": -5}, ValueError, r"s2d_k: expected an integer in \[0, 20\], got -5"),
+    ({"s2d_k": 2.0}, TypeError, "s2d_k: expected an integer"),
+    ({"s2d_sigma_ratio": 7.0}, ValueError, r"s2d_sigma_ratio: expected a number in \(0, 1\]"),
+    ({"s2d_n": 0.0}, ValueError, "s2d_n"),
+    ({"axis": 1.0}, TypeError, "axis: expected an integer, got 1.0"),
+    ({"axis": 2}, ValueError, "axis"),
+    ({"bits": 4}, TypeError, r"bits: expected a sequence such as \(4, 3, 2\), got 4"),
+    ({"bits": (4, 4)}, ValueError, "bits: expected distinct entries"),
+    ({"methods": "rtn"}, TypeError, "methods: expected a sequence .* got 'rtn'"),
+    ({"methods": ("rtn", "fancy")}, ValueError, "methods: expected one of"),
+    ({"rank_window": (0, 3)}, ValueError, r"rank_window\[0\]"),
+    ({"rank_window": (2, 99)}, ValueError, r"rank_window\[1\]"),
+    ({"rank_window": 3}, TypeError, "rank_window: expected a pair"),
+    ({"importance": "fancy"}, ValueError, "importance"),
+    ({"name": 3}, TypeError, "name: expected a string"),
+])
+def test_compare_on_matrix_checks_every_argument_before_any_work(W, kwargs, error, match, monkeypatch):
+    from zipfrmt.mitigate import compare
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(compare.spectra, "singular_values", no_work)
+    with pytest.raises(error, match=match):
+        compare.compare_on_matrix(W, **kwargs)
+
+
+def test_compare_on_matrix_names_s2d_k_when_it_exceeds_the_rank(W):
+    from zipfrmt.mitigate import compare
+
+    with pytest.raises(ValueError, match=r"s2d_k: expected an integer in \[0, 1\], got 3"):
+        compare.compare_on_matrix(W[:1])
+
+
+def test_compare_on_matrix_accepts_numpy_integers(W):
+    """np.int64 s2d_k/axis/bits reached json.dumps and failed there after all the work."""
+    import json
+
+    from zipfrmt.mitigate import compare
+
+    ds = compare.compare_on_matrix(W, (np.int64(4),), methods=("rtn",), axis=np.int64(0), s2d_k=np.int64(2),
+                                   rank_window=(np.int64(1), None))
+    config = json.loads(ds.attrs["config"])
+    assert config["axis"] == 0 and config["s2d_k"] == 2 and config["bits"] == [4]
+    assert config["rank_window"] == [1, None] and config["granularity"] == "column"

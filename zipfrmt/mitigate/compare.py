@@ -32,7 +32,7 @@ import xarray as xr
 
 import zipfrmt
 from zipfrmt import quant, rmt, spectra
-from zipfrmt.checks import check_choice, check_int, check_matrix, check_number
+from zipfrmt.checks import check_choice, check_float32_range, check_int, check_matrix, check_number, describe, max_abs
 from zipfrmt.mitigate import specquant as sq_mod
 
 __all__ = ["METHODS", "compare_on_matrix", "s2d_decayed"]
@@ -71,6 +71,31 @@ def s2d_decayed(W: Any, k: int = 3, sigma_ratio: float = 0.5, *, n: float = 2.0)
     return ((U * moved) @ Vt).astype(np.float32)
 
 
+def _check_sequence(value: Any, name: str, example: str) -> list[Any]:
+    """A list or tuple (or 1-D array) of items; a bare string or number is a TypeError naming ``name``."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return list(value)
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name}: expected a sequence such as {example}, got {describe(value)}")
+    return list(value)
+
+
+def _check_distinct(items: list[Any], name: str) -> None:
+    dup = sorted({x for x in items if items.count(x) > 1}, key=str)
+    if dup:
+        raise ValueError(f"{name}: expected distinct entries, got {dup} more than once in {items}")
+
+
+def _check_rank_window(rank_window: Any, r: int) -> tuple[int, int | None] | None:
+    if rank_window is None:
+        return None
+    if not isinstance(rank_window, (tuple, list)) or len(rank_window) != 2:
+        raise TypeError(f"rank_window: expected a pair (k_lo, k_hi) or None, got {describe(rank_window)}")
+    k_lo = check_int(rank_window[0], "rank_window[0]", lo=1, hi=r)
+    k_hi = None if rank_window[1] is None else check_int(rank_window[1], "rank_window[1]", lo=k_lo, hi=r)
+    return k_lo, k_hi
+
+
 def compare_on_matrix(
     W: Any,
     bits: Sequence[int] = (4, 3, 2),
@@ -99,8 +124,11 @@ def compare_on_matrix(
         is the ``overhead_bits`` measure.
       importance: SpecQuant's budget importance score.
       s2d_k, s2d_sigma_ratio, s2d_n: S2D's components, how far σ_1 is driven down, and its exponent ``n``.
-      rank_window: the rank-decay fit window for measurement and prediction (default every nonzero σ).
+      rank_window: the rank-decay fit window ``(k_lo, k_hi)`` for measurement and prediction (``1 ≤ k_lo ≤ k_hi ≤
+        min(V, d)``, ``k_hi`` may be None; default every nonzero σ).
       name: recorded in the attributes.
+
+    Every argument is checked (and NumPy integers converted to ``int``) before any work; an error names it.
 
     Returns:
       An ``xarray.Dataset`` with dims ``(mitigation, bits)`` (not ``method``, a keyword of ``Dataset.sel``)
@@ -109,16 +137,26 @@ def compare_on_matrix(
       attributes: the config (JSON) and the package version.
     """
     W = check_matrix(W)
-    bits = [check_int(b, "bits", lo=2, hi=16) for b in bits]
+    check_float32_range(max_abs(W), "W", "the comparison runs in float32")
+    bits = [check_int(b, "bits", lo=2, hi=16) for b in _check_sequence(bits, "bits", "(4, 3, 2)")]
     if not bits:
         raise ValueError("bits: expected at least one bit width, got none")
-    methods = [check_choice(m, "methods", METHODS) for m in methods]
+    _check_distinct(bits, "bits")
+    methods = [check_choice(m, "methods", METHODS) for m in _check_sequence(methods, "methods", "('rtn', 's2d')")]
     if not methods:
         raise ValueError("methods: expected at least one method, got none")
-    if axis not in (0, 1) or isinstance(axis, bool):
-        raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+    _check_distinct(methods, "methods")
+    axis = check_int(axis, "axis", lo=0, hi=1)
     budget = check_number(budget, "budget", lo=0.0, hi=1.0)
-    check_choice(importance, "importance", sq_mod.IMPORTANCES)
+    importance = check_choice(importance, "importance", sq_mod.IMPORTANCES)
+    # S2D's settings are checked even when "s2d" is not run (they are recorded); the bound k ≤ min(V, d) only
+    # when it is.
+    s2d_k = check_int(s2d_k, "s2d_k", lo=0, hi=min(W.shape) if "s2d" in methods else None)
+    s2d_sigma_ratio = check_number(s2d_sigma_ratio, "s2d_sigma_ratio", lo=0.0, hi=1.0, lo_open=True)
+    s2d_n = check_number(s2d_n, "s2d_n", lo=0.0, lo_open=True)
+    rank_window = _check_rank_window(rank_window, min(W.shape))
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a string, got {describe(name)}")
     gran = "row" if axis == 1 else "column"
     Wn = np.asarray(W, np.float32)
     shape = (int(Wn.shape[0]), int(Wn.shape[1]))

@@ -15,7 +15,9 @@ of a channel of length ``n`` kept, averaged over channels):
    layer to minimise ``‖XW − (X̂W′ + Q_a(X̂)·Q(R))‖_F`` (``W′``, ``R`` below; ``Q_a`` per-token activation
    quantization at ``act_bits``).
 2. *Truncation*: ``F_j = rfft(ŵ_j)``; keep its ``k_j`` lowest-frequency coefficients, stored in 16 bit
-   (``coeff_dtype``); ``W′_j = irfft(F_j ⊙ 1[f < k_j])``.
+   (``coeff_dtype``) as ``round(F_j·2^s_j)·2^−s_j`` with a per-channel power of two ``2^s_j`` that brings the
+   channel's largest ``|Re F|``, ``|Im F|`` to ``[2^14, 2^15)`` (so float16 never overflows, and its rounding is
+   that of the unscaled coefficients wherever those are normal float16 numbers); ``W′_j = irfft(F_j ⊙ 1[f < k_j])``.
 3. *Residual*: ``R = Ŵ − W′`` quantized per channel with :func:`zipfrmt.quant.quantize` (symmetric absmax by
    default); ``Ŵ_q = W′ + Q_b(R)`` and ``XW ≈ X̂W′ + Q(X̂)Q(R)``.
 4. *Budget* ``x_j = min(F, c·s_j)`` with ``c`` chosen so ``Σ_j x_j = β·C·F`` (water-filling proportional to an
@@ -31,9 +33,14 @@ of a channel of length ``n`` kept, averaged over channels):
 Storage: a real channel of length ``n`` has ``F`` rFFT coefficients; coefficient 0 (and ``n/2`` for even ``n``)
 is real, the others complex. A kept coefficient costs 16 bits per real number it holds (16 for a real one, 32 for
 a complex one), so keeping all ``F`` costs exactly ``16·n`` bits, as storing the channel would. The overhead is
-``16 · #reals kept / (d_in·d_out)`` bits per weight beyond the ``b``-bit residual; the per-channel ``k_j`` and
-scales, and ``λ`` (folded into the previous layer, as in SmoothQuant), are not counted. :func:`budget_bits`
-converts a budget β to this overhead (β = 0.02: 0.26 bits per weight for n = 256, 0.165 for n = 64).
+``16 · #reals kept / (d_in·d_out)`` bits per weight beyond the ``b``-bit residual; the per-channel ``k_j``,
+coefficient exponents ``s_j`` and scales, and ``λ`` (folded into the previous layer, as in SmoothQuant), are not
+counted. :func:`budget_bits` converts a budget β to this overhead (β = 0.02: 0.26 bits per weight for n = 256,
+0.165 for n = 64).
+
+Scale: every power and Fourier spectrum is computed on the weight scaled by a power of two (exact), the α search
+on ``W`` and ``X`` scaled so, and ``λ`` in float64; a ``W``, ``X`` or smoothed weight beyond float32's range is a
+ValueError that names it.
 """
 
 from __future__ import annotations
@@ -49,7 +56,17 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from zipfrmt import quant
-from zipfrmt.checks import check_choice, check_float_array, check_int, check_matrix, check_number, describe
+from zipfrmt.checks import (
+    check_choice,
+    check_float32_range,
+    check_float_array,
+    check_int,
+    check_matrix,
+    check_number,
+    describe,
+    max_abs,
+)
+from zipfrmt.quant.uniform import binary_exponent, times_pow2
 
 __all__ = [
     "ALPHA_GRID",
@@ -69,6 +86,14 @@ IMPORTANCES = ("entropy", "mean-product", "abs-max", "l2", "uniform")
 ALPHA_GRID = tuple(round(0.05 * i, 2) for i in range(21))
 
 _EPS = 1e-12
+_F32 = np.finfo(np.float32)
+
+#: Each channel's kept coefficients are scaled by ``2^(15 − c_j)`` before they are rounded to ``coeff_dtype``
+#: (``c_j`` the binary exponent of the channel's largest ``|Re F|``, ``|Im F|``), so the largest lies in
+#: ``[2^14, 2^15)``: below float16's largest number 65504 (no overflow), and with float16's whole normal range
+#: beneath it. Scaling by a power of two commutes with rounding to float16/bfloat16 wherever both values are
+#: normal numbers, so the stored values are the dtype's rounding of the coefficients at the channel's own scale.
+_COEFF_EXP = 15
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -77,10 +102,17 @@ _EPS = 1e-12
 
 
 def _smoothing_factors(W: Float[Array, "d_in d_out"], x_max: Float[Array, " d_in"], alpha: Any) -> jax.Array:
+    """λ in float32 under jit (the α search, on inputs scaled to ``max ∈ [0.5, 1)``): no clamp, so tiny maxima
+    give the scale-correct ``x^α``; 1 for an all-zero channel (or a factor float32 cannot hold)."""
     w_max = jnp.max(jnp.abs(W), axis=1)
-    lam = jnp.power(jnp.maximum(x_max, _EPS), alpha) / jnp.power(jnp.maximum(w_max, _EPS), 1.0 - alpha)
-    ok = (x_max > 0) & (w_max > 0) & jnp.isfinite(lam) & (lam > 0)
+    ok = (x_max > 0) & (w_max > 0)
+    lam = jnp.power(jnp.where(ok, x_max, 1.0), alpha) / jnp.power(jnp.where(ok, w_max, 1.0), 1.0 - alpha)
+    ok = ok & jnp.isfinite(lam) & (lam > 0)
     return jnp.where(ok, lam, 1.0)
+
+
+def _check_range(x: Any, name: str) -> None:
+    check_float32_range(max_abs(x), name, "SpecQuant runs in float32")
 
 
 def _check_X(X: Any, d_in: int) -> Any:
@@ -90,27 +122,83 @@ def _check_X(X: Any, d_in: int) -> Any:
             f"X: expected calibration activations of width d_in={d_in} (rows = samples of the layer input, "
             f"y = x @ W with W of shape (d_in, d_out)), got shape {tuple(X.shape)}"
         )
+    _check_range(X, "X")
     return X
 
 
+def _channel_max(a: Any, axis: int) -> np.ndarray:
+    """``max|a|`` along ``axis`` in float64 on the host (exact, subnormal float32 entries included)."""
+    return np.max(np.abs(np.asarray(a, np.float64)), axis=axis)
+
+
+def _check_smoothed_range(lam: np.ndarray, w_max: np.ndarray, x_max: np.ndarray, what: str) -> None:
+    """``diag(λ)W`` and ``X diag(λ)⁻¹`` (bounded by ``λ_i·max|W_i|`` and ``max|X_i|/λ_i``) must fit float32."""
+    w_hat = float(np.max(lam * w_max))
+    x_hat = float(np.max(x_max / lam))
+    if max(w_hat, x_hat) > float(_F32.max):
+        raise ValueError(
+            f"X: expected activations and weights whose smoothed versions fit float32 (|x| ≤ {_F32.max:.4g}; "
+            f"{what}), got max|diag(λ)W| = {w_hat:.4g} and max|X diag(λ)⁻¹| = {x_hat:.4g}; scale X or W down"
+        )
+
+
+def _smoothing_host(W: Any, X: Any, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(λ, x_max)`` in float64: ``λ_i = max|X_i|^α / max|W_i|^(1−α)``, 1 where either maximum is 0.
+
+    Computed in float64 from the exact maxima (no clamp): ``λ(cX) = c^α·λ(X)`` at any scale. A factor outside
+    float32's normal range, or a smoothed weight/input beyond float32's range, is a ValueError.
+    """
+    w_max = _channel_max(W, 1)
+    x_max = _channel_max(X, 0)
+    ok = (x_max > 0) & (w_max > 0)
+    lam = np.where(ok, np.where(ok, x_max, 1.0) ** alpha / np.where(ok, w_max, 1.0) ** (1.0 - alpha), 1.0)
+    lo, hi = float(lam.min()), float(lam.max())
+    if hi > float(_F32.max) or lo < float(_F32.tiny):
+        raise ValueError(
+            f"X: expected smoothing factors λ_i = max|X_i|^α / max|W_i|^(1−α) within float32's normal range "
+            f"[{_F32.tiny:.4g}, {_F32.max:.4g}], got λ in [{lo:.4g}, {hi:.4g}] at α = {alpha:g}; scale X or W"
+        )
+    _check_smoothed_range(lam, w_max, x_max, f"α = {alpha:g}")
+    return lam, x_max
+
+
 def smoothing_factors(W: Float[Array, "d_in d_out"], X: Float[Array, "N d_in"], alpha: float) -> Float[Array, " d_in"]:
-    """SmoothQuant factors ``λ_i = max|X_{:,i}|^α / max|W_{i,:}|^(1−α)`` per input channel (1 where undefined)."""
+    """SmoothQuant factors ``λ_i = max|X_{:,i}|^α / max|W_{i,:}|^(1−α)`` per input channel, as float32.
+
+    Computed in float64 from the exact maxima, so ``λ(W, cX) = c^α·λ(W, X)`` at any scale. ``λ_i = 1`` where
+    ``X_{:,i}`` or ``W_{i,:}`` is all zero (undefined); a factor outside float32's normal range is a ValueError.
+    """
     W = check_matrix(W)
+    _check_range(W, "W")
     X = _check_X(X, W.shape[0])
     alpha = check_number(alpha, "alpha", lo=0.0, hi=1.0)
-    x_max = jnp.max(jnp.abs(jnp.asarray(X, jnp.float32)), axis=0)
-    return _smoothing_factors(jnp.asarray(W, jnp.float32), x_max, alpha)
+    lam, _ = _smoothing_host(W, X, alpha)
+    return jnp.asarray(lam, jnp.float32)
 
 
 def smooth(
     W: Float[Array, "d_in d_out"], X: Float[Array, "N d_in"], lam: Float[Array, " d_in"]
 ) -> tuple[Float[Array, "d_in d_out"], Float[Array, "N d_in"]]:
-    """``(Ŵ, X̂) = (diag(λ) W, X diag(λ)⁻¹)``; ``X̂ Ŵ = X W`` up to rounding."""
+    """``(Ŵ, X̂) = (diag(λ) W, X diag(λ)⁻¹)``; ``X̂ Ŵ = X W`` up to rounding.
+
+    ``λ`` must be positive and finite, within float32's normal range, and such that ``Ŵ`` and ``X̂`` fit float32.
+    """
     W = check_matrix(W)
+    _check_range(W, "W")
     X = _check_X(X, W.shape[0])
     lam = check_float_array(lam, "lam", ndim=1)
     if lam.shape[0] != W.shape[0]:
         raise ValueError(f"lam: expected {W.shape[0]} factors (one per input channel), got shape {tuple(lam.shape)}")
+    lam64 = np.asarray(lam, np.float64)
+    bad = int((lam64 <= 0).sum())
+    if bad:
+        raise ValueError(f"lam: expected positive smoothing factors (X̂ = X/λ divides by them), got {bad} entries ≤ 0 "
+                         f"in {describe(lam)}")
+    lo, hi = float(lam64.min()), float(lam64.max())
+    if hi > float(_F32.max) or lo < float(_F32.tiny):
+        raise ValueError(f"lam: expected factors within float32's normal range [{_F32.tiny:.4g}, {_F32.max:.4g}], "
+                         f"got λ in [{lo:.4g}, {hi:.4g}]")
+    _check_smoothed_range(lam64, _channel_max(W, 1), _channel_max(X, 0), "the given λ")
     lam = jnp.asarray(lam, jnp.float32)
     return jnp.asarray(W) * lam[:, None], jnp.asarray(X) / lam[None, :]
 
@@ -136,13 +224,32 @@ def _power(Fc: jax.Array, n: int) -> Float[Array, "F C"]:
     return m * (jnp.real(Fc) ** 2 + jnp.imag(Fc) ** 2) / n
 
 
+def _normalised(Wc: Float[Array, "n C"]) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(W_g, E, e)``: ``W_g = W_c·2^−E`` with ``E`` the binary exponent of ``max|W_c|`` (``max|W_g| ∈ [0.5, 1)``),
+    and ``e_j`` that of channel ``j``'s ``max|W_g,j|`` (0 for a zero channel). Powers of two scale exactly, so
+    everything computed from ``W_g`` is ``W_c``'s up to that factor — and squares neither overflow nor underflow."""
+    E = binary_exponent(jnp.max(jnp.abs(Wc)))
+    Wg = times_pow2(Wc, -E)
+    return Wg, E, binary_exponent(jnp.max(jnp.abs(Wg), axis=0))
+
+
+def _unit_power(Fc: jax.Array, e: jax.Array, n: int) -> Float[Array, "F C"]:
+    """:func:`_power` of each channel's coefficients scaled by ``2^−e_j`` (the channel's own max ``|w|`` brought to
+    ``[0.5, 1)``): ratios of these — the spectral entropy, the kept share — are those of ``|F|²`` at any scale."""
+    return _power(times_pow2(Fc, -e[None, :]), n)
+
+
 def _importance(kind: str, Wc: jax.Array, P: jax.Array, act: jax.Array | None) -> Float[Array, " C"]:
+    """Scores on the globally normalised channels ``Wc`` (``max|Wc| ∈ [0.5, 1)``) and per-channel powers ``P``;
+    ``act`` is scaled by a power of two to ``max ∈ [0.5, 1)`` (only ratios of scores matter)."""
     if kind == "entropy":
         total = jnp.sum(P, axis=0, keepdims=True)
         p = P / jnp.where(total > 0, total, 1.0)
         H = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=0)
         return jnp.where(total[0] > 0, jnp.exp(H), 0.0)
     if kind == "mean-product":
+        if act is not None:
+            act = times_pow2(act, -binary_exponent(jnp.max(jnp.abs(act))))
         A = jnp.abs(Wc) if act is None else jnp.abs(Wc) * act
         return jnp.mean(A, axis=0)
     if kind == "abs-max":
@@ -157,12 +264,14 @@ def _allocate(s: Float[Array, " C"], budget: Any, F: int) -> Int[Array, " C"]:
     rounding: ``k_j = ⌊x_j⌋``, plus one for the ``T − Σ⌊x_j⌋`` channels with the largest fractional parts (ties to
     the lower index; a channel already at ``F`` gets none), so ``Σ_j k_j = T = round(β·C·F)`` exactly (the product
     taken in float32). A channel of importance 0 gets coefficients only once every other channel is full; if
-    every importance is 0 the budgets are uniform. All ``F`` at β = 1, none at β = 0."""
+    every importance is 0 the budgets are uniform. All ``F`` at β = 1, none at β = 0. The scores are divided by
+    their maximum first: only their ratios matter."""
     C = s.shape[0]
     s = jnp.maximum(s, 0.0)
     smax = jnp.max(s)
+    s = s / jnp.where(smax > 0, smax, 1.0)
     # zero importance → a tiny positive one (so the target is always reachable); all zero → uniform
-    s = jnp.where(smax > 0, jnp.where(s > 0, s, _EPS * smax), 1.0)
+    s = jnp.where(smax > 0, jnp.where(s > 0, s, _EPS), 1.0)
     target = budget * (C * F)
     hi0 = F / jnp.min(s)
 
@@ -185,16 +294,35 @@ def _allocate(s: Float[Array, " C"], budget: Any, F: int) -> Int[Array, " C"]:
     return jnp.where(budget <= 0.0, 0, k)
 
 
-def _truncate(Wc: jax.Array, k: jax.Array, coeff_dtype: Any) -> tuple[jax.Array, jax.Array]:
-    """(W′, kept energy per channel) for channel-columns ``Wc`` keeping ``k_j`` lowest coefficients."""
-    n = Wc.shape[0]
-    Fc = jnp.fft.rfft(Wc.astype(jnp.float32), axis=0)
+def _to_coeff_dtype(Fc: jax.Array, coeff_dtype: Any) -> jax.Array:
+    """The coefficients as stored: each channel scaled by ``2^s_j`` (``s_j = 15 − c_j``, see :data:`_COEFF_EXP`),
+    rounded to ``coeff_dtype``, and scaled back — exact powers of two, so no coefficient overflows float16."""
+    re, im = jnp.real(Fc), jnp.imag(Fc)
+    c = binary_exponent(jnp.max(jnp.maximum(jnp.abs(re), jnp.abs(im)), axis=0))
+    s = (_COEFF_EXP - c)[None, :]
+
+    def store(x: jax.Array) -> jax.Array:
+        return times_pow2(times_pow2(x, s).astype(coeff_dtype).astype(jnp.float32), -s)
+
+    return jax.lax.complex(store(re), store(im))
+
+
+def _truncate(
+    Wg: jax.Array, e: jax.Array, k: jax.Array, coeff_dtype: Any
+) -> tuple[jax.Array, jax.Array]:
+    """(W′, kept share of the energy per channel) for normalised channel-columns ``Wg`` (per-channel exponents
+    ``e``, :func:`_normalised`) keeping ``k_j`` lowest coefficients; the share of a zero channel is 1."""
+    n = Wg.shape[0]
+    Fc = jnp.fft.rfft(Wg, axis=0)
     if coeff_dtype is not None:
-        Fc = jax.lax.complex(jnp.real(Fc).astype(coeff_dtype).astype(jnp.float32),
-                             jnp.imag(Fc).astype(coeff_dtype).astype(jnp.float32))
+        Fc = _to_coeff_dtype(Fc, coeff_dtype)
     keep = jnp.arange(Fc.shape[0])[:, None] < k[None, :]
     Fk = jnp.where(keep, Fc, 0.0)
-    return jnp.fft.irfft(Fk, n=n, axis=0), jnp.sum(_power(Fk, n), axis=0)
+    Wu = times_pow2(Wg, -e[None, :])
+    total = jnp.sum(Wu * Wu, axis=0)
+    kept = jnp.sum(_unit_power(Fk, e, n), axis=0)
+    share = jnp.where(total > 0, kept / jnp.where(total > 0, total, 1.0), 1.0)
+    return jnp.fft.irfft(Fk, n=n, axis=0), share
 
 
 def _to_channels(W: jax.Array, axis: int) -> jax.Array:
@@ -213,15 +341,19 @@ def _core(
     scheme: str,
     clip: str,
 ) -> tuple[jax.Array, ...]:
-    """(W′, Q(R), k, kept energy) in the original layout; the residual quantized per channel."""
+    """(W′, Q(R), k, kept share of each channel's energy) in the original layout; the residual quantized per
+    channel. The spectra are computed on the matrix scaled by a power of two (:func:`_normalised`): exact, so
+    ``W′(2^m·W) = 2^m·W′(W)``, and no power overflows or underflows at any scale."""
     Wc = _to_channels(W_hat.astype(jnp.float32), axis)
     n = Wc.shape[0]
     F = n // 2 + 1
-    P = _power(jnp.fft.rfft(Wc, axis=0), n)
+    Wg, E, e = _normalised(Wc)
+    P = _unit_power(jnp.fft.rfft(Wg, axis=0), e, n)
     # Activations belong to W's rows (its input channels) whatever the channel axis.
     actc = None if act is None else _to_channels(jnp.broadcast_to(act[:, None], W_hat.shape), axis)
-    k = _allocate(_importance(importance, Wc, P, actc), budget, F)
-    Wp, energy = _truncate(Wc, k, coeff_dtype)
+    k = _allocate(_importance(importance, Wg, P, actc), budget, F)
+    Wpg, energy = _truncate(Wg, e, k, coeff_dtype)
+    Wp = times_pow2(Wpg, E)
     R = Wc - Wp
     Rq = quant.fake_quant(R, bits, scheme=scheme, granularity="column", clip=clip)
     return _to_channels(Wp, axis), _to_channels(Rq, axis), k, energy
@@ -241,8 +373,10 @@ def _alpha_errors(
     scheme: str,
     clip: str,
 ) -> Float[Array, " A"]:
-    """``‖XW − (X̂W′ + Q_a(X̂)·Q(R))‖_F²`` for each α: the 16-bit branch sees X̂ itself, the residual its
-    quantized version (Zhao et al., eq. for XW ≈ X̂W′ + Q(X̂)Q(R))."""
+    """``‖XW − (X̂W′ + Q_a(X̂)·Q(R))‖_F`` for each α: the 16-bit branch sees X̂ itself, the residual its
+    quantized version (Zhao et al., eq. for XW ≈ X̂W′ + Q(X̂)Q(R)). The caller scales ``W`` and ``X`` by powers of
+    two to ``max ∈ [0.5, 1)``; the norm is taken as ``m·‖D/m‖`` (``m = max|D|``), so it overflows only if it
+    exceeds float32's range. A non-finite entry is a broken α, which the caller skips."""
     W = W.astype(jnp.float32)
     X = X.astype(jnp.float32)
     Y = X @ W
@@ -255,7 +389,9 @@ def _alpha_errors(
         act = jnp.mean(jnp.abs(Xh), axis=0)
         Wp, Rq, _, _ = _core(Wh, act, budget, bits, importance, axis, coeff_dtype, scheme, clip)
         Xq = Xh if act_bits is None else quant.fake_quant(Xh, act_bits, granularity="row")
-        return jnp.sum(jnp.square(Y - (Xh @ Wp + Xq @ Rq)))
+        D = Y - (Xh @ Wp + Xq @ Rq)
+        m = jnp.max(jnp.abs(D))
+        return m * jnp.sqrt(jnp.sum(jnp.square(D / jnp.where(m > 0, m, 1.0))))
 
     return jax.lax.map(err, alphas)
 
@@ -372,6 +508,7 @@ def channel_budgets(
     ``activations`` (mean ``|x_i|`` per input channel) is used by ``"mean-product"`` only.
     """
     W = check_matrix(W)
+    _check_range(W, "W")
     budget, axis, importance = _check_common(budget, axis, importance)
     a = None
     if activations is not None:
@@ -379,6 +516,7 @@ def channel_budgets(
         if a.shape[0] != W.shape[0]:
             raise ValueError(f"activations: expected {W.shape[0]} values (one per input channel), "
                              f"got shape {tuple(a.shape)}")
+        _check_range(a, "activations")
         a = jnp.asarray(a, jnp.float32)
     return _budgets(jnp.asarray(W, jnp.float32), a, budget, importance, axis)
 
@@ -388,8 +526,9 @@ def _budgets(W: jax.Array, a: jax.Array | None, budget: Any, importance: str, ax
     Wc = _to_channels(W, axis)
     n = Wc.shape[0]
     act = None if a is None else _to_channels(jnp.broadcast_to(a[:, None], W.shape), axis)
-    P = _power(jnp.fft.rfft(Wc, axis=0), n)
-    return _allocate(_importance(importance, Wc, P, act), budget, n // 2 + 1)
+    Wg, _, e = _normalised(Wc)
+    P = _unit_power(jnp.fft.rfft(Wg, axis=0), e, n)
+    return _allocate(_importance(importance, Wg, P, act), budget, n // 2 + 1)
 
 
 def low_frequency_energy(W: Float[Array, "d_in d_out"], fraction: float = 0.2, *, axis: int = 0) -> Float[Array, " C"]:
@@ -399,14 +538,17 @@ def low_frequency_energy(W: Float[Array, "d_in d_out"], fraction: float = 0.2, *
     without an order (white noise, hidden units, features) the expected share is that of the reals the kept
     coefficients hold, ``(2k − 1)/n`` with ``k = ⌈fraction·F⌉ < F`` (0.203 for n = 64): ≈ ``fraction``, not more
     (``docs/mitigations.md``, Findings). A channel with zero energy has no share: it is a ValueError that names
-    the channels.
+    the channels. Each channel is scaled by a power of two to ``max|w| ∈ [0.5, 1)`` before squaring, so the
+    share of ``c·W`` is that of ``W`` at any scale float32 holds.
     """
     W = check_matrix(W)
+    _check_range(W, "W")
     fraction = check_number(fraction, "fraction", lo=0.0, hi=1.0)
     _check_common(0.0, axis, "entropy")
     Wc = _to_channels(jnp.asarray(W, jnp.float32), axis)
     n = Wc.shape[0]
-    P = _power(jnp.fft.rfft(Wc, axis=0), n)
+    Wg, _, e = _normalised(Wc)
+    P = _unit_power(jnp.fft.rfft(Wg, axis=0), e, n)
     k = math.ceil(fraction * (n // 2 + 1))
     total = jnp.sum(P, axis=0)
     zero = np.flatnonzero(np.asarray(total) <= 0)
@@ -453,6 +595,7 @@ def specquant(
       A :class:`SpecQuantResult`.
     """
     W = check_matrix(W)
+    _check_range(W, "W")
     bits = check_int(bits, "bits", lo=1, hi=16)
     budget, axis, importance = _check_common(budget, axis, importance)
     if act_bits is not None:
@@ -473,28 +616,37 @@ def specquant(
         act = None
     else:
         X = _check_X(X, d_in)
-        Xj = jnp.asarray(X, jnp.float32)
         if alpha is None:
             if len(alpha_grid) == 0:
                 raise ValueError("alpha_grid: expected at least one strength, got an empty grid")
             grid = [check_number(a, "alpha_grid", lo=0.0, hi=1.0) for a in alpha_grid]
-            errs = _alpha_errors(Wj, Xj, jnp.asarray(grid, jnp.float32), budget, bits, act_bits, importance, axis,
-                                 coeff_dtype, scheme, clip)
-            alpha_used = float(grid[int(jnp.argmin(errs))])
+            # The search runs on W and X scaled by powers of two to max ∈ [0.5, 1): exact, and the argmin of the
+            # error does not depend on their scales (the error of (cX, c′W) is c·c′ times that of (X, W)).
+            Wn = times_pow2(Wj, -math.frexp(max_abs(W))[1])
+            Xn = times_pow2(jnp.asarray(X, jnp.float32), -math.frexp(max_abs(X))[1])
+            errs = np.asarray(_alpha_errors(Wn, Xn, jnp.asarray(grid, jnp.float32), budget, bits, act_bits,
+                                            importance, axis, coeff_dtype, scheme, clip), np.float64)
+            finite = np.isfinite(errs)
+            if not finite.any():
+                raise ValueError(
+                    f"X: expected some migration strength in alpha_grid to give a finite output error "
+                    f"‖XW − (X̂W′ + Q(X̂)Q(R))‖, got none finite for α in {grid}"
+                )
+            alpha_used = float(grid[int(np.argmin(np.where(finite, errs, np.inf)))])
         else:
             alpha_used = check_number(alpha, "alpha", lo=0.0, hi=1.0)
-        x_max = jnp.max(jnp.abs(Xj), axis=0)
-        lam = _smoothing_factors(Wj, x_max, alpha_used)
-        act = jnp.mean(jnp.abs(Xj / lam[None, :]), axis=0)
+        lam64, _ = _smoothing_host(W, X, alpha_used)
+        act64 = np.mean(np.abs(np.asarray(X, np.float64) / lam64[None, :]), axis=0)
+        top = float(act64.max())
+        act = jnp.asarray(np.ldexp(act64, -math.frexp(top)[1]) if top > 0 else act64, jnp.float32)
+        lam = jnp.asarray(lam64, jnp.float32)
     W_hat = Wj * lam[:, None]
     Wp, _, k, energy = _core(W_hat, act, budget, bits, importance, axis, coeff_dtype, scheme, clip)
     R = W_hat - Wp
     q = quant.quantize(R, bits, scheme=scheme, granularity="column" if axis == 0 else "row", clip=clip)
     W_hat_q = Wp + q.dequantized
-    Wc = _to_channels(W_hat, axis)
-    total = jnp.sum(Wc * Wc, axis=0)
-    frac = np.asarray(jnp.where(total > 0, energy / jnp.where(total > 0, total, 1.0), 1.0))
-    n = Wc.shape[0]
+    frac = np.asarray(energy)
+    n = W_hat.shape[axis]
     k_np = np.asarray(k)
     return SpecQuantResult(
         weight=(W_hat_q / lam[:, None]).astype(Wj.dtype),
