@@ -202,24 +202,49 @@ def _summaries(config: Config, points: list[dict[str, Any]], root: Path, force: 
                    for k in ("eval_loss", "hidden_effective_rank", "emb_stable_rank")}
         return xr.Dataset({**{k: ((), v) for k, v in row.items()}, **curves}, coords={"step": steps})
 
-    key = {"config": config, "points": points}
-    return sweep.run_grid(name, key, points, compute, root=root, force=force, progress=progress, dim="run")
+    return sweep.run_grid(name, _cache_key(config, points), points, compute, root=root, force=force,
+                          progress=progress, dim="run")
 
 
-def run(config: Config, *, root: str | Path = "results", force: bool = False, progress: bool = True) -> Any:
+def _cache_key(config: Config, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a phase's cached summaries are keyed by (:func:`run` and :func:`load_cached` both use it)."""
+    return {"config": config, "points": points}
+
+
+def _assemble(phase1: Any, phase2: Any | None) -> Any:
+    """The result: phase 1's runs, then the controls' (if any), with the ``fails`` verdict of each run."""
     import xarray as xr
 
-    root = Path(root)
-    forced: set[Any] = set()  # shared fp32 twins are retrained once under force
-    phase1 = _summaries(config, base_points(config), root, force, progress, NAME, forced)
-    controls = control_points(config, phase1)
-    if controls:
-        phase2 = _summaries(config, controls, root, force, progress, NAME + "_controls", forced)
+    if phase2 is not None:
         for ds in (phase1, phase2):
             for var in ds.variables.values():
                 var.encoding = {}
         phase1 = xr.concat([phase1, phase2], dim="run", join="outer")
     return phase1.assign(fails=("run", [_fails(r) for r in rows(phase1)]))
+
+
+def load_cached(config: Config, root: str | Path = "results") -> Any | None:
+    """The result :func:`run` would return from its cache under ``root``, or ``None`` when either phase is not
+    cached (nothing is computed)."""
+    phase1 = sweep.load_cached(NAME, _cache_key(config, base_points(config)), root)
+    if phase1 is None:
+        return None
+    controls = control_points(config, phase1)
+    phase2 = None
+    if controls:
+        phase2 = sweep.load_cached(NAME + "_controls", _cache_key(config, controls), root)
+        if phase2 is None:
+            return None
+    return _assemble(phase1, phase2)
+
+
+def run(config: Config, *, root: str | Path = "results", force: bool = False, progress: bool = True) -> Any:
+    root = Path(root)
+    forced: set[Any] = set()  # shared fp32 twins are retrained once under force
+    phase1 = _summaries(config, base_points(config), root, force, progress, NAME, forced)
+    controls = control_points(config, phase1)
+    phase2 = _summaries(config, controls, root, force, progress, NAME + "_controls", forced) if controls else None
+    return _assemble(phase1, phase2)
 
 
 # ---------------------------------------------------------------------------------------------------------

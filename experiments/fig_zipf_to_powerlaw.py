@@ -238,15 +238,26 @@ def _texts_found(config: Config) -> tuple[str | None, tuple[str, ...]]:
     return data_dir, tuple(t for t in config.texts if (Path(data_dir) / f"{t}.txt").is_file())
 
 
+def cache_key(config: Config) -> dict[str, Any]:
+    """What the cached result is keyed by (:func:`run` and :func:`load_cached` both use it). It holds which
+    texts were found, so a folder that appears later is picked up, not a stale cache."""
+    data_dir, found = _texts_found(config)
+    return {"config": config, "data_dir": data_dir, "texts_found": found}
+
+
+def load_cached(config: Config, root: str | Path = "results") -> Any | None:
+    """The result :func:`run` cached for ``config`` under ``root``, or ``None`` (nothing is computed)."""
+    return sweep.load_cached(NAME, cache_key(config), root)
+
+
 def run(config: Config, *, root: str | Path = "results", force: bool = False, progress: bool = True) -> Any:
     unknown = [e for e in config.embeddings if e not in EMBEDDINGS]
     if unknown:
         raise ValueError(f"embeddings: unknown {', '.join(map(repr, unknown))}; expected names from "
                          f"{', '.join(EMBEDDINGS)}")
-    data_dir, found = _texts_found(config)
+    key = cache_key(config)
+    data_dir, found = key["data_dir"], key["texts_found"]
     points = [{"corpus": _corpus_name(s)} for s in config.s_grid] + [{"corpus": t} for t in found]
-    # The key holds which texts were found, so a folder that appears later is picked up, not a stale cache.
-    key = {"config": config, "data_dir": data_dir, "texts_found": found}
     return sweep.run_grid(NAME, key, points, lambda p: _point(config, p, data_dir), root=root, force=force,
                           progress=progress, dim="corpus")
 

@@ -39,6 +39,14 @@ def run(config: Config, *, root: str | Path = "results", force: bool = False, pr
     return bounds.verify(config.grid, root=root, force=force, progress=progress, name=NAME)
 
 
+def load_cached(config: Config, root: str | Path) -> Any:
+    """The cached result of :func:`run` (None if there is none): :func:`zipfrmt.bounds.verify` caches under the
+    grid, not under this module's config."""
+    from zipfrmt import sweep
+
+    return sweep.load_cached(NAME, config.grid, root)
+
+
 def _pct(x: Any) -> str:
     if x is None or x != x:
         return "–"

@@ -49,14 +49,30 @@ SCALES = {
 
 def config_for(scale: str, *, checkpoint: str | None = None, tensor: str | None = None,
                transpose: bool = False) -> Config | None:
-    """The scale's settings applied to ``checkpoint`` (``None`` when no checkpoint is given)."""
+    """The scale's settings applied to ``checkpoint`` (``None`` when no checkpoint is given).
+
+    Checks, from the file's headers alone and before any work, everything the analysis will need: the file
+    exists and has a supported extension, ``tensor`` names one of its tensors (or the file holds just one), and
+    that tensor is a non-empty 2-D floating-point matrix. Errors name ``checkpoint`` or ``tensor``.
+    """
     if checkpoint is None:
         if tensor is not None:
             raise ValueError(f"tensor: {tensor!r} given without --checkpoint; name the file that holds it")
         return None
     path = Path(checkpoint)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint: {str(path)!r} is a directory; expected a "
+                                f"{', '.join(checkpoints.SUPPORTED_EXTENSIONS)} file")
+    if path.suffix.lower() not in checkpoints.SUPPORTED_EXTENSIONS:
+        raise ValueError(f"checkpoint: unsupported file type {path.suffix or '(no extension)'!r} of {str(path)!r}; "
+                         f"expected one of {', '.join(checkpoints.SUPPORTED_EXTENSIONS)}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
+    try:
+        checkpoints.check_matrix_tensor(path, tensor)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        raise type(exc)(msg if msg.startswith("tensor: ") else f"checkpoint: {msg}") from None
     st = path.stat()
     return dataclasses.replace(SCALES[scale], path=str(path.resolve()), tensor=tensor, transpose=transpose,
                                file_size=st.st_size, file_mtime_ns=st.st_mtime_ns)

@@ -254,3 +254,211 @@ def test_npy_and_npz_truncated_files_raise_value_error_naming_the_path(tmp_path,
     (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=r"t\.npz: corrupt or truncated \.npz file"):
         CK.load_matrix(tmp_path / "t.npz")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Files that are not a matrix: said as such, before any data are read
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_an_object_dtype_npy_is_unsupported_not_corrupt(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    with pytest.raises(TypeError, match=r"'obj' in .*obj\.npy.* has dtype object .*not supported") as info:
+        CK.load_matrix(tmp_path / "obj.npy")
+    assert "corrupt" not in str(info.value)
+
+
+def test_a_directory_is_named_as_a_directory_whatever_its_name(tmp_path):
+    for name in ("plain", "dir.npz"):
+        (tmp_path / name).mkdir()
+        for fn in (CK.list_tensors, CK.load_matrix):
+            with pytest.raises(IsADirectoryError, match=rf"{name}' is a directory") as info:
+                fn(tmp_path / name)
+            assert "unsupported file type" not in str(info.value)
+
+
+def test_a_file_with_no_arrays_is_an_error(tmp_path):
+    np.savez(tmp_path / "empty.npz")
+    write_safetensors(tmp_path / "empty.safetensors", {})
+    for name in ("empty.npz", "empty.safetensors"):
+        with pytest.raises(ValueError, match=rf"{name}: the .* file holds no arrays"):
+            CK.list_tensors(tmp_path / name)
+        with pytest.raises(ValueError, match=rf"{name}: the .*file holds no arrays"):
+            CK.load_matrix(tmp_path / name)
+
+
+def test_list_rejects_a_truncated_npy_as_it_rejects_a_truncated_safetensors(tmp_path, W_small):
+    np.save(tmp_path / "t.npy", W_small)
+    raw = (tmp_path / "t.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(raw[:-10])  # the header is intact, the data are not
+    with pytest.raises(ValueError, match=r"t\.npy: corrupt or truncated \.npy file.*96 data bytes, but only 86"):
+        CK.list_tensors(tmp_path / "t.npy")
+    with pytest.raises(ValueError, match=r"t\.npy: corrupt or truncated \.npy file"):
+        CK.check_matrix_tensor(tmp_path / "t.npy")
+    # a .npz whose member was truncated before it was zipped
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "t.npz", "w") as z:
+        z.writestr("a.npy", raw[:-10])
+    with pytest.raises(ValueError, match=r"t\.npz: corrupt or truncated \.npz file"):
+        CK.list_tensors(tmp_path / "t.npz")
+    np.save(tmp_path / "ok.npy", W_small)  # a complete file still lists
+    assert CK.list_tensors(tmp_path / "ok.npy") == {"ok": ((6, 4), "float32")}
+
+
+def test_float64_beyond_float32_range_is_a_named_error_not_inf(tmp_path, W_small):
+    big = W_small.astype(np.float64)
+    big[0, 0] = 1e39
+    np.save(tmp_path / "big.npy", big)
+    np.savez(tmp_path / "big.npz", wte=big)
+    safetensors.numpy.save_file({"wte": big}, str(tmp_path / "big.safetensors"))
+    for name in ("big.npy", "big.npz", "big.safetensors"):
+        with pytest.raises(ValueError, match=r"tensor: '(big|wte)' in .*big.*float64.*float32's range.*1e\+39"):
+            CK.load_matrix(tmp_path / name)
+        W = CK.load_matrix(tmp_path / name, dtype=np.float64)  # kept as stored when asked
+        assert W[0, 0] == 1e39 and np.isfinite(W).all()
+    ok = W_small.astype(np.float64)
+    ok[1, 1] = np.inf  # stored non-finite entries are left to the spectral functions, as before
+    np.save(tmp_path / "ok.npy", ok)
+    assert np.isinf(CK.load_matrix(tmp_path / "ok.npy")[1, 1])
+
+
+def test_check_matrix_tensor_checks_from_the_headers_what_load_matrix_needs(tmp_path, W_small):
+    path = tmp_path / "m.safetensors"
+    safetensors.numpy.save_file({"wte": W_small, "vec": np.ones(4, np.float32),
+                                 "ids": np.ones((2, 2), np.int32)}, str(path))
+    assert CK.check_matrix_tensor(path, "wte") == ("wte", (6, 4), "float32")
+    with pytest.raises(ValueError, match=r"no tensor 'x' in .*'wte' \[6, 4\]"):
+        CK.check_matrix_tensor(path, "x")
+    with pytest.raises(ValueError, match=r"holds 3 arrays, name one"):
+        CK.check_matrix_tensor(path)
+    with pytest.raises(ValueError, match=r"'vec' .* has shape \[4\] \(1-D\)"):
+        CK.check_matrix_tensor(path, "vec")
+    with pytest.raises(TypeError, match=r"'ids' .* has dtype int32"):
+        CK.check_matrix_tensor(path, "ids")
+    np.save(tmp_path / "one.npy", W_small)
+    assert CK.check_matrix_tensor(tmp_path / "one.npy") == ("one", (6, 4), "float32")
+    with pytest.raises(ValueError, match="a .npy file holds one array"):
+        CK.check_matrix_tensor(tmp_path / "one.npy", "wte")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GGUF (written with gguf.GGUFWriter) and sharded safetensors folders
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_gguf(path, tensors: dict) -> None:
+    """``tensors``: name → float array, or (raw quantized bytes, GGMLQuantizationType)."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    for name, t in tensors.items():
+        if isinstance(t, tuple):
+            w.add_tensor(name, t[0], raw_dtype=t[1])
+        else:
+            w.add_tensor(name, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tmp_path_factory):
+    from gguf import GGMLQuantizationType as T
+    from gguf import quants
+
+    rng = np.random.default_rng(0)
+    E = rng.standard_normal((64, 32)).astype(np.float32)
+    L = rng.standard_normal((48, 64)).astype(np.float32)  # an out×in linear weight: 48 rows of length 64
+    path = tmp_path_factory.mktemp("gguf") / "model.gguf"
+    write_gguf(path, {
+        "token_embd.weight": E,
+        "blk.0.ffn.weight": (quants.quantize(L, T.Q4_0), T.Q4_0),
+        "blk.0.attn.weight": L.astype(np.float16),
+        "output_norm.weight": np.ones(32, np.float32),
+        "blk.0.k.weight": (np.zeros((4, 144), np.uint8), T.Q4_K),  # a k-quant: dequantized by gguf, all zero
+    })
+    return path, E, L
+
+
+def test_gguf_tensors_are_listed_with_their_stored_type_in_numpy_order(gguf_file):
+    path, E, L = gguf_file
+    listing = CK.list_tensors(path)
+    assert listing["token_embd.weight"] == ((64, 32), "F32")
+    assert listing["blk.0.ffn.weight"] == ((48, 64), "Q4_0")
+    assert listing["blk.0.attn.weight"] == ((48, 64), "F16")
+    assert listing["output_norm.weight"] == ((32,), "F32")
+    assert listing["blk.0.k.weight"] == ((4, 256), "Q4_K")
+
+
+def test_gguf_block_quantized_tensors_are_dequantized_by_gguf_row_block_by_row_block(gguf_file, monkeypatch):
+    from gguf import GGMLQuantizationType as T
+    from gguf import quants
+
+    from zipfrmt import gguf_io
+
+    path, E, L = gguf_file
+    np.testing.assert_array_equal(CK.load_matrix(path, tensor="token_embd.weight"), E)
+    monkeypatch.setattr(gguf_io, "ROW_BLOCK", 10)  # 48 rows in 5 blocks: the same bytes as one call
+    W = CK.load_matrix(path, tensor="blk.0.ffn.weight")
+    np.testing.assert_array_equal(W, quants.dequantize(quants.quantize(L, T.Q4_0), T.Q4_0))
+    assert W.dtype == np.float32 and W.shape == (48, 64)
+    np.testing.assert_array_equal(CK.load_matrix(path, tensor="blk.0.attn.weight"), L.astype(np.float16))
+    assert CK.load_matrix(path, tensor="blk.0.k.weight").shape == (4, 256)
+    with pytest.raises(ValueError, match=r"tensor: 'output_norm.weight' in .* has shape \[32\] \(1-D\)"):
+        CK.load_matrix(path, tensor="output_norm.weight")
+
+
+def test_a_gguf_type_gguf_cannot_dequantize_names_file_tensor_and_type(gguf_file, monkeypatch):
+    from gguf import quants
+
+    path, _, _ = gguf_file
+
+    def refuse(data, qtype):
+        raise NotImplementedError
+
+    monkeypatch.setattr(quants, "dequantize", refuse)
+    with pytest.raises(ValueError, match=r"tensor: 'blk.0.ffn.weight' in '.*model.gguf' is stored as Q4_0, which the "
+                                         r"gguf package .* cannot dequantize"):
+        CK.load_matrix(path, tensor="blk.0.ffn.weight")
+
+
+def test_a_truncated_gguf_is_a_named_error(gguf_file, tmp_path):
+    path, _, _ = gguf_file
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="corrupt or truncated GGUF file"):
+        CK.list_tensors(bad)
+
+
+@pytest.fixture()
+def sharded(tmp_path):
+    rng = np.random.default_rng(1)
+    a = {"embed.weight": rng.standard_normal((40, 16)).astype(np.float32)}
+    b = {"layers.0.weight": rng.standard_normal((16, 16)).astype(np.float16), "norm": np.ones(16, np.float32)}
+    safetensors.numpy.save_file(a, str(tmp_path / "model-00001-of-00002.safetensors"))
+    safetensors.numpy.save_file(b, str(tmp_path / "model-00002-of-00002.safetensors"))
+    index = {"metadata": {}, "weight_map": {"embed.weight": "model-00001-of-00002.safetensors",
+                                            "layers.0.weight": "model-00002-of-00002.safetensors",
+                                            "norm": "model-00002-of-00002.safetensors"}}
+    (tmp_path / CK.SHARD_INDEX).write_text(json.dumps(index))
+    return tmp_path, a, b
+
+
+def test_a_sharded_folder_reads_like_one_file(sharded):
+    folder, a, b = sharded
+    listing = CK.list_tensors(folder)
+    assert listing == {"embed.weight": ((40, 16), "float32"), "layers.0.weight": ((16, 16), "float16"),
+                       "norm": ((16,), "float32")}
+    np.testing.assert_array_equal(CK.load_matrix(folder, tensor="embed.weight"), a["embed.weight"])
+    np.testing.assert_array_equal(CK.load_matrix(folder / CK.SHARD_INDEX, tensor="layers.0.weight"),
+                                  b["layers.0.weight"].astype(np.float32))
+
+
+def test_a_shard_listed_in_the_index_but_missing_is_named(sharded):
+    folder, _, _ = sharded
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"shard 'model-00002-of-00002.safetensors' \(holding "
+                                                r"'layers.0.weight' and 1 more tensors\) is listed in the index"):
+        CK.load_matrix(folder, tensor="embed.weight")

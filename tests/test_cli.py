@@ -201,3 +201,62 @@ def test_verify_command_prints_the_table_and_writes_json(monkeypatch, tmp_path, 
     assert "P4" in text and "Weyl" in text
     data = json.loads(out.read_text())
     assert data["rows"] and all(r.get("violations", 0) == 0 for r in data["rows"] if r["kind"] == "rigorous")
+
+
+def test_list_of_a_file_with_no_arrays_says_so_and_fails(tmp_path, capsys):
+    np.savez(tmp_path / "empty.npz")
+    assert main(["list", str(tmp_path / "empty.npz")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "empty.npz" in captured.err and "holds no arrays" in captured.err
+
+
+def test_list_of_a_directory_says_it_is_a_directory(tmp_path, capsys):
+    assert main(["list", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "unsupported file type" not in err
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """``zipfrmt train`` must fail on its options before training starts."""
+    from zipfrmt.nn import command
+
+    def fail(*a, **k):
+        raise AssertionError("training started although an option was wrong")
+
+    monkeypatch.setattr(command, "run", fail)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--bits", "fp32", "--granularity", "bogus"], ("--granularity", "'bogus'", "groupN")),
+    (["--bits", "4", "--granularity", "bogus"], ("--granularity", "'bogus'", "groupN")),
+    (["--bits", "fp32", "--granularity", "row"], ("--granularity", "quantized --bits", "'fp32'")),
+    (["--bits", "fp32", "--rounding", "stochastic"], ("--rounding", "quantized --bits", "'fp32'")),
+    (["--control", "hadamard"], ("--control", "'hadamard'", "quantizes none")),
+    (["--corpus", "/nonexistent/corpus.txt"], ("--corpus", "no such file", "/nonexistent/corpus.txt")),
+])
+def test_train_options_are_checked_and_named_before_training(no_training, capsys, args, words):
+    assert main(["train", "tiny", "--steps", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+    assert "paths:" not in err
+
+
+def test_train_control_with_a_quantized_site_is_accepted(monkeypatch):
+    from zipfrmt.nn import command
+
+    seen = []
+    monkeypatch.setattr(command, "run", lambda args: seen.append(command.config_from_args(args).control) or 0)
+    assert main(["train", "tiny", "--steps", "1", "--bits", "4", "--control", "hadamard"]) == 0
+    assert seen == ["hadamard"]
+
+
+def test_help_and_usage_say_what_the_commands_do(capsys):
+    import zipfrmt.cli as cli
+
+    doc = cli.__doc__
+    assert "zipfrmt train" in doc and "--scale test|quick|full" in doc
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "warmup to min(the preset's warmup, N // 10)" in text

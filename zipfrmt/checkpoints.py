@@ -1,10 +1,12 @@
-"""Real matrices from checkpoint files: ``.npy``, ``.npz`` and ``.safetensors``, one tensor at a time.
+"""Real matrices from checkpoint files: ``.npy``, ``.npz``, ``.safetensors`` (one file, or a sharded folder with
+its ``model.safetensors.index.json``) and ``.gguf`` (llama.cpp; :mod:`zipfrmt.gguf_io`), one tensor at a time.
 
 :func:`list_tensors` reads only the headers; :func:`load_matrix` returns one 2-D floating-point tensor as a
 NumPy array (rows = tokens; ``transpose=True`` for a file that stores ``d×V``). A tensor already stored in
 the requested dtype comes back as a read-only ``np.memmap`` of the file, so nothing is copied; half
 precision and fp8 are converted. Every error names the file, the tensor and what was expected, and comes
-before any large read.
+before any large read. A float64 tensor loaded as float32 (the default) must fit float32's range: an entry
+beyond it would silently become inf, so it is an error naming the tensor.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from zipfrmt.checks import check_float_dtype, describe
+from zipfrmt.checks import check_float32_range, check_float_dtype, describe
 
-__all__ = ["SUPPORTED_EXTENSIONS", "list_tensors", "load_matrix"]
+__all__ = ["SUPPORTED_EXTENSIONS", "check_matrix_tensor", "list_tensors", "load_matrix"]
 
 
-#: File types :func:`load_matrix` and :func:`list_tensors` read.
-SUPPORTED_EXTENSIONS = (".npy", ".npz", ".safetensors")
+#: File types :func:`load_matrix` and :func:`list_tensors` read (and a folder holding :data:`SHARD_INDEX`).
+SUPPORTED_EXTENSIONS = (".npy", ".npz", ".safetensors", ".gguf", ".safetensors.index.json")
+
+#: The index of a sharded safetensors checkpoint (Hugging Face's layout): ``{"weight_map": {tensor: shard}}``.
+SHARD_INDEX = "model.safetensors.index.json"
 
 #: safetensors dtype codes → (NumPy dtype of the stored words, name reported by :func:`list_tensors`).
 _ST_DTYPES: dict[str, tuple[Any, str]] = {
@@ -58,14 +63,20 @@ def _check_path(path: Any) -> tuple[Path, str]:
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path: expected a file path (str or pathlib.Path), got {describe(path)}")
     p = Path(path)
-    ext = p.suffix.lower()
+    if p.is_dir() and (p / SHARD_INDEX).is_file():  # a sharded checkpoint: read through its index
+        p = p / SHARD_INDEX
+    ext = ".safetensors.index.json" if p.name.lower().endswith(".safetensors.index.json") else p.suffix.lower()
+    if p.is_dir():
+        raise IsADirectoryError(
+            f"path: '{p}' is a directory without a {SHARD_INDEX}; expected a "
+            f"{ext if ext in SUPPORTED_EXTENSIONS else 'checkpoint'} file ({', '.join(SUPPORTED_EXTENSIONS)}) or "
+            "the folder of a sharded safetensors checkpoint"
+        )
     if ext not in SUPPORTED_EXTENSIONS:
         raise ValueError(
             f"path: unsupported file type {ext or '(no extension)'!r} of '{p}'; expected one of "
             f"{', '.join(SUPPORTED_EXTENSIONS)}"
         )
-    if p.is_dir():
-        raise IsADirectoryError(f"path: '{p}' is a directory, expected a {ext} file")
     if not p.is_file():
         raise FileNotFoundError(f"path: no such file: '{p}'")
     return p, ext
@@ -134,8 +145,10 @@ def _read_safetensors_header(p: Path) -> dict[str, _StEntry]:
     return entries
 
 
-def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from the header of a ``.npy`` stream (NEP 1 format; the data are not read)."""
+def _npy_header(f: Any, size: int) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream of ``size`` bytes (NEP 1 format; the data are not
+    read). The data that follow the header must be at least as long as the header's shape and dtype say (an
+    object array's size is not known from its header and is not checked)."""
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(f)
@@ -143,6 +156,11 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
         shape, _, dtype = np.lib.format.read_array_header_2_0(f)
     else:  # (3, 0): utf-8 field names; NumPy has no public reader for it
         shape, _, dtype = np.lib.format._read_array_header(f, version)
+    if not dtype.hasobject:
+        need, have = math.prod(shape) * dtype.itemsize, size - f.tell()
+        if have < need:
+            raise EOFError(f"the header says shape {list(shape)} and dtype {dtype}, {need} data bytes, but only "
+                           f"{have} bytes follow it")
     return tuple(shape), dtype
 
 
@@ -153,35 +171,109 @@ def _corrupt(p: Path, kind: str, exc: BaseException) -> ValueError:
 def list_tensors(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
     """``{name: (shape, dtype)}`` of the arrays in a ``.safetensors``, ``.npz`` or ``.npy`` file.
 
-    Reads headers only (no tensor data). dtypes are NumPy-style names (``"float32"``, ``"bfloat16"``, …;
-    safetensors codes outside the table, e.g. future formats, are reported as stored). A ``.npy`` file holds one
-    array, listed under the file's stem. Order: as stored.
+    Reads headers only (no tensor data), and checks that every array's data are as long as its header says
+    (a truncated file is an error for every format). dtypes are NumPy-style names (``"float32"``,
+    ``"bfloat16"``, …; safetensors codes outside the table, e.g. future formats, are reported as stored). A
+    ``.npy`` file holds one array, listed under the file's stem. Order: as stored.
+
+    Raises:
+      FileNotFoundError, IsADirectoryError, ValueError (unsupported extension, corrupt or truncated file, a file
+      that holds no arrays): as :func:`load_matrix`.
     """
     p, ext = _check_path(path)
     if ext == ".safetensors":
-        return {
+        out = {
             name: (e.shape, _ST_DTYPES[e.dtype][1] if e.dtype in _ST_DTYPES else e.dtype)
             for name, e in _read_safetensors_header(p).items()
         }
-    try:
-        if ext == ".npy":
-            with open(p, "rb") as f:
-                shape, dtype = _npy_header(f)
-            return {p.stem: (shape, str(dtype))}
+    elif ext == ".safetensors.index.json":
         out = {}
-        with zipfile.ZipFile(p) as z:
-            for member in z.namelist():
-                if member.endswith(".npy"):
-                    with z.open(member) as f:
-                        shape, dtype = _npy_header(f)
-                    out[member[: -len(".npy")]] = (shape, str(dtype))
-        return out
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise _corrupt(p, ext, exc) from exc
+        for shard, names in _shards(p).items():
+            listing = list_tensors(shard)
+            for name in names:
+                if name not in listing:
+                    raise ValueError(f"{p}: the index maps tensor {name!r} to shard '{shard.name}', which does not "
+                                     "hold it")
+                out[name] = listing[name]
+    elif ext == ".gguf":
+        from zipfrmt.gguf_io import gguf_tensors
+
+        out = gguf_tensors(p)
+    else:
+        try:
+            if ext == ".npy":
+                with open(p, "rb") as f:
+                    shape, dtype = _npy_header(f, p.stat().st_size)
+                return {p.stem: (shape, str(dtype))}
+            out = {}
+            with zipfile.ZipFile(p) as z:
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as f:
+                            shape, dtype = _npy_header(f, info.file_size)
+                        out[info.filename[: -len(".npy")]] = (shape, str(dtype))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise _corrupt(p, ext, exc) from exc
+    if not out:
+        raise ValueError(f"{p}: the {ext} file holds no arrays (nothing to list or load)")
+    return out
+
+
+def check_matrix_tensor(path: str | Path, tensor: str | None = None) -> tuple[str, tuple[int, ...], str]:
+    """``(name, shape, dtype)`` of the tensor :func:`load_matrix` would load, from the headers alone.
+
+    The same checks as :func:`load_matrix` (file, extension, tensor name, a 2-D floating-point non-empty
+    matrix, data as long as the header says) with the same errors, before any tensor data are read.
+    """
+    p, ext = _check_path(path)
+    if tensor is not None and not isinstance(tensor, str):
+        raise TypeError(f"tensor: expected a tensor name (str) or None, got {describe(tensor)}")
+    listing = list_tensors(p)
+    if ext == ".npy" and tensor not in (None, p.stem):
+        raise ValueError(f"tensor: a .npy file holds one array (listed as {p.stem!r}), got tensor={tensor!r}")
+    name = _pick(p, tensor, list(listing), {n: s for n, (s, _) in listing.items()})
+    shape, kind = listing[name]
+    _check_matrix_meta(p, name, shape, kind, _is_float(ext, kind))
+    return name, shape, kind
+
+
+def _shards(index: Path) -> dict[Path, list[str]]:
+    """``{shard file: [tensor names]}`` of a sharded checkpoint's index; every shard must exist."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise TypeError("weight_map is not a mapping of tensor names to shard files")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{index}: not a safetensors index ({type(exc).__name__}: {exc}); expected JSON with "
+                         '{"weight_map": {tensor: shard file}}') from None
+    out: dict[Path, list[str]] = {}
+    for name, shard in weight_map.items():
+        out.setdefault(index.parent / shard, []).append(name)
+    for shard, names in out.items():
+        if not shard.is_file():
+            raise FileNotFoundError(f"{index}: shard '{shard.name}' (holding {names[0]!r} and {len(names) - 1} "
+                                    "more tensors) is listed in the index but missing")
+    if not out:
+        raise ValueError(f"{index}: the index lists no tensors (nothing to list or load)")
+    return out
+
+
+def _is_float(ext: str, kind: str) -> bool:
+    """Whether a dtype name of :func:`list_tensors` is a floating-point type :func:`load_matrix` reads."""
+    if ext in (".safetensors", ".safetensors.index.json"):
+        return kind in _FLOAT_NAMES
+    if ext == ".gguf":  # GGML type names: F32, F16, BF16, block types Q*/IQ*/TQ*/MXFP4; I8…I64 are integers
+        return not kind.startswith("I") or kind.startswith("IQ")
+    try:
+        return bool(np.issubdtype(np.dtype(kind), np.floating))
+    except TypeError:  # a structured dtype's name, say
+        return False
 
 
 def _pick(p: Path, tensor: str | None, names: list[str], shapes: dict[str, Any]) -> str:
     listing = ", ".join(f"{n!r} {list(shapes[n])}" for n in names) or "none"
+    if not names:
+        raise ValueError(f"{p}: the file holds no arrays (nothing to load)")
     if tensor is None:
         if len(names) == 1:
             return names[0]
@@ -221,9 +313,11 @@ def load_matrix(
       dtype: float32 (default) or float64.
 
     Raises:
-      FileNotFoundError: no such file. ValueError: unsupported extension; unknown tensor name (the message
-      lists the names in the file); not 2-D or empty; a corrupt or truncated file (header length beyond the
-      file, invalid JSON, ``data_offsets`` beyond the file, bad ``.npy``/zip). TypeError: a non-float tensor.
+      FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: unsupported extension; unknown
+      tensor name (the message lists the names in the file); a file with no arrays; not 2-D or empty; a corrupt
+      or truncated file (header length beyond the file, invalid JSON, ``data_offsets`` beyond the file, data
+      shorter than a ``.npy`` header says, bad zip); a float64 tensor with entries beyond float32's range loaded
+      as float32. TypeError: a non-float tensor (an object-dtype ``.npy`` included: it is not supported).
     """
     p, ext = _check_path(path)
     if tensor is not None and not isinstance(tensor, str):
@@ -232,6 +326,20 @@ def load_matrix(
         raise TypeError(f"transpose: expected a bool, got {describe(transpose)}")
     out_dtype = check_float_dtype(dtype)
 
+    if ext == ".safetensors.index.json":
+        listing = list_tensors(p)  # every shard's header: a missing shard is an error before any read
+        name = _pick(p, tensor, list(listing), {n: s for n, (s, _) in listing.items()})
+        shard = next(f for f, names in _shards(p).items() if name in names)
+        return load_matrix(shard, tensor=name, transpose=transpose, dtype=out_dtype)
+    if ext == ".gguf":
+        from zipfrmt.gguf_io import load_gguf_matrix
+
+        listing = list_tensors(p)
+        name = _pick(p, tensor, list(listing), {n: s for n, (s, _) in listing.items()})
+        shape, kind = listing[name]
+        _check_matrix_meta(p, name, shape, kind, _is_float(ext, kind))
+        W = load_gguf_matrix(p, name, out_dtype)
+        return W.T if transpose else W
     if ext == ".safetensors":
         entries = _read_safetensors_header(p)
         name = _pick(p, tensor, list(entries), {n: e.shape for n, e in entries.items()})
@@ -250,27 +358,48 @@ def load_matrix(
     elif ext == ".npy":
         if tensor not in (None, p.stem):
             raise ValueError(f"tensor: a .npy file holds one array (listed as {p.stem!r}), got tensor={tensor!r}")
+        name = p.stem
+        (shape, kind), = list_tensors(p).values()  # the header first: truncation, object dtype, shape
+        _check_matrix_meta(p, name, shape, kind, _is_float(ext, kind))
         try:
             W = np.load(p, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise _corrupt(p, ext, exc) from exc
-        _check_matrix_meta(p, p.stem, W.shape, str(W.dtype), np.issubdtype(W.dtype, np.floating))
     else:
         shapes = list_tensors(p)
         name = _pick(p, tensor, list(shapes), {n: s for n, (s, _) in shapes.items()})
         shape, kind = shapes[name]
-        _check_matrix_meta(p, name, shape, kind, np.issubdtype(np.dtype(kind), np.floating))
+        _check_matrix_meta(p, name, shape, kind, _is_float(ext, kind))
         try:
             with np.load(p, allow_pickle=False) as z:
                 W = z[name]
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise _corrupt(p, ext, exc) from exc
     if W.dtype != out_dtype:
-        W = np.asarray(W).astype(out_dtype)  # in memory: a plain ndarray, not a memmap subclass
+        W = np.asarray(W)
+        if out_dtype == np.float32 and W.dtype.itemsize > 4:  # float64 → float32 would turn large entries to inf
+            _check_fits_float32(p, name, W)
+        W = W.astype(out_dtype)  # in memory: a plain ndarray, not a memmap subclass
     return W.T if transpose else W
 
 
+def _check_fits_float32(p: Path, name: str, W: np.ndarray) -> None:
+    """The finite entries of ``W`` (a float64 tensor) are within float32's range (NaN/Inf are left to the
+    spectral functions, which check what they use)."""
+    finite = np.abs(W[np.isfinite(W)])
+    amax = float(finite.max()) if finite.size else 0.0
+    try:
+        check_float32_range(amax, "W", "the tensor is loaded as float32; pass dtype=np.float64 to keep it")
+    except ValueError as exc:
+        raise ValueError(f"tensor: {name!r} in '{p}' (float64): {exc}") from None
+
+
 def _check_matrix_meta(p: Path, name: str, shape: tuple[int, ...], dtype: str, is_float: bool) -> None:
+    if dtype == "object":
+        raise TypeError(
+            f"tensor: {name!r} in '{p}' has dtype object (pickled Python objects), which is not supported: it "
+            f"cannot be read without running pickle; a floating-point tensor is needed ({', '.join(_FLOAT_NAMES)})"
+        )
     if not is_float:
         raise TypeError(
             f"tensor: {name!r} in '{p}' has dtype {dtype}; a floating-point tensor is needed "

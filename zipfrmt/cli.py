@@ -1,17 +1,24 @@
 """The ``zipfrmt`` command: spectral flattening of quantized embeddings.
 
     zipfrmt report  [--V 8192] [--d 512] [--exponent 0.5] [quantization options]
-    zipfrmt analyze FILE --tensor NAME [--quant int4-row,int3-group32,nf4,fp8_e4m3,mxfp4,...]
+    zipfrmt analyze FILE --tensor NAME [--quant int4-row,int3-group32,nf4,fp8_e4m3,mxfp4,q4_0,...]
                     [--bits 8,6,4,3,2 --granularity tensor,row,column,group32 --rounding nearest]
                     [--json OUT.json] [--plot OUT.png] [--transpose]
+    zipfrmt analyze FILE|FOLDER --tensors 'PATTERN,...' [--out DIR] [quantization options] [--plot OUT.png]
     zipfrmt verify  [--scale quick|full] [--json OUT.json]
     zipfrmt list    FILE
-    zipfrmt reproduce [--scale quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
+    zipfrmt reproduce [--scale test|quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
+                      [--results DIR] [--paper DIR] [--experiments DIR]
+    zipfrmt train   tiny|quick|full|CONFIG.json [--quant RULES] [--bits B [--granularity G] [--rounding R]]
+                    [--act-bits B] [--grad-bits B] [--control none|noise|stochastic|hadamard] [--freeze WEIGHTS]
+                    [--lr LR] [--steps N] [--seed S] [--corpus latent|zipf|FILE] [--out DIR] [--no-progress]
 
 ``report`` analyses a synthetic power-law matrix (σ_k = k^(-a), Haar singular vectors); ``analyze`` a real one
 from a checkpoint. Both quantize at each spec (``--quant``, or the grid ``--bits`` × ``--granularity`` ×
 ``--rounding`` of integer specs) and print the spectral measures of the quantized matrix beside the
-random-matrix prediction, the noise statistics and the regime.
+random-matrix prediction, the noise statistics and the regime. ``list`` prints the tensors of a checkpoint;
+``verify`` checks the paper's propositions numerically; ``reproduce`` runs the paper's experiments and writes
+its figures, tables and report; ``train`` trains a small language model at low precision with spectral probes.
 """
 
 from __future__ import annotations
@@ -222,8 +229,39 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     specs = specs_from_args(args)
     check_outputs(args)
+    if args.tensors is not None:
+        return _analyze_model(args, specs)
+    if args.out is not None:
+        raise ValueError("--out: the analysis folder of a whole model goes with --tensors; for one --tensor use "
+                         "--json/--plot")
     W = checkpoints.load_matrix(args.file, tensor=args.tensor, transpose=args.transpose)
     _run_analysis(W, args.tensor or str(args.file), _checked(specs, W, "--quant"), args)
+    return 0
+
+
+def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
+    """``analyze --tensors``: every matching 2-D tensor, one at a time, into ``--out`` (resumable)."""
+    from pathlib import Path
+
+    from zipfrmt import model_analysis, plots
+
+    if args.tensor is not None:
+        raise ValueError("--tensors: give either --tensor NAME (one matrix) or --tensors PATTERNS (a whole model), "
+                         "not both")
+    if args.transpose:
+        raise ValueError("--transpose: applies to one --tensor; a whole model is read in its stored layout (rows "
+                         "along the contraction axis)")
+    patterns = parse_list(args.tensors)
+    out = Path(args.out) if args.out else Path(str(Path(args.file).resolve()).rstrip("/") + ".analysis")
+    result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed)
+    ds = model_analysis.to_dataset(result)
+    print(model_analysis.markdown(result))
+    print(f"analysis of {len(result['tensors'])} tensors × {len(result['specs'])} specs in {out}/ "
+          "(analysis.nc, analysis.json, analysis.md)", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text((out / "analysis.json").read_text())
+    if args.plot:
+        plots.model_damage(ds, args.plot)
     return 0
 
 
@@ -264,9 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     ana = sub.add_parser("analyze", help="what b-bit quantization does to the spectrum of a real matrix")
-    ana.add_argument("file", help="a .safetensors, .npz or .npy file")
-    ana.add_argument("--tensor", default=None, help="tensor name (safetensors) or key (npz); `zipfrmt list FILE` "
-                                                    "shows them")
+    ana.add_argument("file", help="a .safetensors, .gguf, .npz or .npy file, or the folder of a sharded "
+                                  "safetensors checkpoint (with model.safetensors.index.json)")
+    ana.add_argument("--tensor", default=None, help="tensor name (safetensors, GGUF) or key (npz); `zipfrmt list "
+                                                    "FILE` shows them")
+    ana.add_argument("--tensors", default=None, metavar="PATTERNS",
+                     help="comma-separated glob patterns ('*': every 2-D tensor): analyse every matching tensor, one "
+                          "at a time, into --out (resumable; other tensors are listed as skipped, with the reason)")
+    ana.add_argument("--out", default=None, metavar="DIR",
+                     help="with --tensors: the analysis folder (default FILE.analysis); an interrupted run resumes "
+                          "there")
     ana.add_argument("--transpose", action="store_true", help="the file stores the matrix as d x V")
     _add_quant_options(ana, "tensor,row,column,group32")
     ana.set_defaults(func=cmd_analyze)
@@ -277,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", default=None, metavar="OUT.json", help="write the verification table as JSON")
     ver.set_defaults(func=cmd_verify)
 
-    lst = sub.add_parser("list", help="list the tensors of a .safetensors, .npz or .npy file")
+    lst = sub.add_parser("list", help="list the tensors of a .safetensors, .gguf, .npz or .npy file or a sharded "
+                                      "folder, with each tensor's stored type")
     lst.add_argument("file")
     lst.set_defaults(func=cmd_list)
 
@@ -287,12 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "for the tests")
     repro.add_argument("--only", nargs="+", default=None, metavar="NAME",
                      help="run only these experiments (the report still shows the others from their cache)")
-    repro.add_argument("--force", action="store_true", help="recompute instead of reading cached results")
+    repro.add_argument("--force", action="store_true",
+                       help="recompute instead of reading cached results; also allows replacing a REPORT.md "
+                            "written at another --scale")
     repro.add_argument("--results", default="results", metavar="DIR", help="cache of results (default results/)")
-    repro.add_argument("--paper", default="paper", metavar="DIR", help="where figures, tables and REPORT.md go")
+    repro.add_argument("--paper", default="paper", metavar="DIR",
+                       help="where figures, tables and REPORT.md go (default paper/). A REPORT.md there at another "
+                            "--scale is not replaced: the run stops before any work; pass another --paper folder "
+                            "(or --force to replace it)")
     repro.add_argument("--checkpoint", default=None, metavar="FILE",
-                     help="a .safetensors/.npz/.npy file for tab_checkpoint (skipped without one)")
-    repro.add_argument("--tensor", default=None, metavar="NAME", help="the tensor of --checkpoint to analyse")
+                     help="a .safetensors/.npz/.npy file for tab_checkpoint (skipped without one); checked, "
+                          "with --tensor, before any experiment runs")
+    repro.add_argument("--tensor", default=None, metavar="NAME",
+                       help="the tensor of --checkpoint to analyse (`zipfrmt list FILE` shows them; may be omitted "
+                            "when the file holds one)")
     repro.add_argument("--experiments", default=None, metavar="DIR",
                        help="the experiments/ folder of a zipfrmt checkout (default: ./experiments, or the one "
                             "beside the installed package)")
@@ -312,17 +366,23 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--grad-bits", default=None,
                      help="shorthand for grad (the backward pass): fp32, a bit width (per token) or a spec, e.g. "
                           "int2-row-stochastic")
-    trn.add_argument("--granularity", default=None, help="scale groups of --bits: tensor, row, column or groupN")
-    trn.add_argument("--rounding", default=None, choices=("nearest", "stochastic"), help="rounding of --bits")
+    trn.add_argument("--granularity", default=None,
+                     help="scale groups of a quantized --bits: tensor, row, column or groupN")
+    trn.add_argument("--rounding", default=None, choices=("nearest", "stochastic"),
+                     help="rounding of a quantized --bits")
     trn.add_argument("--control", default=None, choices=("none", "noise", "stochastic", "hadamard"),
                      help="what every quantized site does instead: equal-energy noise, stochastic rounding, a "
-                          "Hadamard rotation before quantizing (the collapse experiment's controls)")
+                          "Hadamard rotation before quantizing (the collapse experiment's controls); needs a "
+                          "quantized site (--bits, --act-bits, --grad-bits or --quant)")
     trn.add_argument("--freeze", default=None, metavar="WEIGHTS",
                      help="comma-separated weights never updated: embed, pos, head, linear/<layer>")
     trn.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
-    trn.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    trn.add_argument("--steps", type=int, default=None,
+                     help="training steps (default: the preset's); also shortens the learning-rate warmup to "
+                          "min(the preset's warmup, N // 10) steps")
     trn.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
-    trn.add_argument("--corpus", default=None, help="latent, zipf, or a text file (word tokens)")
+    trn.add_argument("--corpus", default=None, metavar="latent|zipf|FILE",
+                     help="latent, zipf, or a text file (word tokens)")
     trn.add_argument("--out", default=None, metavar="DIR",
                      help="write checkpoints and history.nc here (a run found there is resumed)")
     trn.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -393,9 +453,48 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from zipfrmt.nn.command import run
+def check_train_args(args: argparse.Namespace) -> None:
+    """What ``zipfrmt train``'s options need before the config is built, each error naming its option:
+    ``--granularity`` is a granularity, ``--granularity``/``--rounding`` modify a quantized ``--bits`` (not
+    fp32), and ``--corpus`` is latent, zipf or an existing text file."""
+    from pathlib import Path
 
+    from zipfrmt.nn.config import parse_precision
+    from zipfrmt.quant import parse_granularity
+
+    if args.granularity is not None:
+        try:
+            parse_granularity(args.granularity)
+        except ValueError as exc:
+            raise ValueError(f"--granularity: {str(exc).removeprefix('granularity: ')}") from None
+    given = [o for o, v in (("--granularity", args.granularity), ("--rounding", args.rounding)) if v is not None]
+    if given and args.bits is not None and parse_precision(args.bits, "--bits") is None:
+        raise ValueError(f"{given[0]}: applies to a quantized --bits, got --bits {args.bits!r} (full precision has "
+                         f"no scales and no rounding); give a bit width or a spec, or drop {' and '.join(given)}")
+    if args.corpus is not None and args.corpus not in ("latent", "zipf"):
+        path = Path(args.corpus)
+        if path.is_dir():
+            raise IsADirectoryError(f"--corpus: {args.corpus!r} is a directory; expected latent, zipf or a text file")
+        if not path.is_file():
+            raise FileNotFoundError(f"--corpus: no such file {args.corpus!r}; expected latent, zipf or a text file "
+                                    "(word tokens)")
+
+
+def _check_control(args: argparse.Namespace, config: Any) -> None:
+    """``--control`` replaces what every quantized site does: a run that quantizes nothing has nothing to control."""
+    if args.control is None or args.control == "none":
+        return
+    if not any(spec is not None for _, spec in config.quant):
+        raise ValueError(f"--control: {args.control!r} acts on the quantized sites, but this run quantizes none (no "
+                         "quantization rule of the preset, --quant, --bits, --act-bits or --grad-bits); add one, "
+                         "e.g. --bits 4, or drop --control")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from zipfrmt.nn.command import config_from_args, run
+
+    check_train_args(args)
+    _check_control(args, config_from_args(args))
     return run(args)
 
 

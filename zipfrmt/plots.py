@@ -22,6 +22,7 @@ __all__ = [
     "last_finite",
     "limiting_density",
     "mitigations",
+    "model_damage",
     "noise_floor",
     "paper_style",
     "quantized_spectra",
@@ -986,4 +987,50 @@ def collapse_map(ds: Any, path: str | Path) -> list[Path]:
                 ax.legend(fontsize=5.5)
             if not failing:
                 ax.text(0.5, 0.5, "no failing run", transform=ax.transAxes, ha="center", va="center")
+        return save(fig, path)
+
+
+def model_damage(ds: Any, path: str | Path) -> list[Path]:
+    """The model-level picture of :func:`zipfrmt.model_analysis.analyze_model`: one row per tensor (in file
+    order), one column per spec; left, the stable-rank inflation ``r_s(Q)/r_s(W)`` (diverging around 1, log
+    scale); right, the fraction of singular values below the predicted noise edge. Cells are annotated when the
+    grid is small enough to read them; a dead-zone cell is marked with a dot."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    names = [str(t) for t in ds["tensor"].values]
+    specs = [str(s) for s in ds["spec"].values]
+    infl = np.asarray(ds["stable_rank_inflation"].values, float)
+    below = np.asarray(ds["below_edge_fraction"].values, float)
+    dead = np.asarray(ds["regime"].values).astype(str) == "dead-zone"
+    n, m = len(names), len(specs)
+    with paper_style():
+        height = min(9.0, 1.2 + 0.22 * n)
+        fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, height), sharey=True, constrained_layout=True)
+        finite = infl[np.isfinite(infl) & (infl > 0)]
+        span = float(max(np.abs(np.log10(finite)).max(), np.log10(1.05))) if finite.size else 0.3
+        panels = [  # log10 of the inflation, symmetric around 0 (no change): red up, blue down
+            (axes[0], infl, "stable-rank inflation r_s(Q)/r_s(W)", "RdBu_r", Normalize(-span, span), True),
+            (axes[1], below, "fraction of σ below the noise edge", "viridis", Normalize(0.0, 1.0), False),
+        ]
+        for ax, values, title, cmap, norm, is_log in panels:
+            shown = np.log10(np.where(values > 0, values, np.nan)) if is_log else values
+            im = ax.imshow(shown, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+            ax.set_xticks(range(m), specs, rotation=60, ha="right")
+            ax.set_title(title)
+            ax.spines[:].set_visible(False)
+            bar = fig.colorbar(im, ax=ax, shrink=0.9, pad=0.01)
+            if is_log:
+                ticks = np.linspace(-span, span, 5)
+                bar.set_ticks(ticks, labels=[f"{10**t:.3g}" for t in ticks])
+            if n * m <= 120:
+                for i in range(n):
+                    for j in range(m):
+                        if np.isfinite(values[i, j]):
+                            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=5.5,
+                                    color="black" if is_log or values[i, j] > 0.5 else "white")
+            yy, xx = np.nonzero(dead)
+            ax.scatter(xx + 0.38, yy - 0.3, s=4, c="black", marker="o", linewidths=0)
+        axes[0].set_yticks(range(n), names)
+        fig.suptitle("What each spec does to each tensor (dot: dead-zone regime)", fontsize=8)
         return save(fig, path)

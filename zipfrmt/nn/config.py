@@ -22,6 +22,8 @@ from zipfrmt.nn.rules import FULL_PRECISION, Rules, check_rules, matches, param_
 from zipfrmt.quant import QuantSpec
 
 __all__ = [
+    "MAX_SEED",
+    "MIN_PROBE_VECTORS",
     "DataConfig",
     "ModelConfig",
     "PRESETS",
@@ -33,6 +35,13 @@ __all__ = [
     "with_bits",
     "with_quant",
 ]
+
+
+#: The largest training or data seed (seeds are int32 on the device).
+MAX_SEED = 2**31 - 1
+
+#: The fewest hidden vectors the hidden-state probes are computed on (an anisotropy needs two).
+MIN_PROBE_VECTORS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,21 +170,43 @@ def config_to_json(config: TrainConfig) -> str:
     return json.dumps(d, sort_keys=True)
 
 
+def _section(value: Any, name: str, cls: type) -> Any:
+    """A nested config section (``model``/``data``) from its JSON object, unknown keys an error."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise TypeError(f"{name}: expected an object of {cls.__name__} fields, got {describe(value)}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(value) - names
+    if unknown:
+        raise ValueError(f"{name}: unknown fields {sorted(unknown)}; expected a subset of {sorted(names)}")
+    return cls(**value)
+
+
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Inverse of :func:`config_to_json` after ``json.loads`` (unknown keys are an error)."""
+    """Inverse of :func:`config_to_json` after ``json.loads`` (unknown keys, at the top level or in ``model``
+    and ``data``, are an error). ``freeze`` may also be one string: a pattern, or patterns separated by commas
+    as ``zipfrmt train --freeze`` takes them. The result is not validated: :func:`validate` checks the values."""
+    if not isinstance(d, dict):
+        raise TypeError(f"config: expected an object of TrainConfig fields (a dict), got {describe(d)}")
     d = dict(d)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"config: unknown fields {sorted(unknown)}; expected a subset of {sorted(names)}")
     if "model" in d:
-        d["model"] = ModelConfig(**d["model"])
+        d["model"] = _section(d["model"], "model", ModelConfig)
     if "data" in d:
-        d["data"] = DataConfig(**d["data"])
+        d["data"] = _section(d["data"], "data", DataConfig)
     if "quant" in d:
         d["quant"] = parse_rules(d["quant"])
     if "freeze" in d:
-        d["freeze"] = tuple(d["freeze"])
+        freeze = d["freeze"]
+        if isinstance(freeze, str):
+            d["freeze"] = tuple(p.strip() for p in freeze.split(",") if p.strip())
+        elif isinstance(freeze, (list, tuple)):
+            d["freeze"] = tuple(freeze)
+        # anything else is left for validate(), which names the field
     return TrainConfig(**d)
 
 
@@ -213,11 +244,14 @@ def validate(config: Any) -> TrainConfig:
         check_int(m.d_ff, "model.d_ff", lo=1)
     check_int(m.max_len, "model.max_len", lo=1)
     check_int(m.bag_window, "model.bag_window", lo=1)
+    if not isinstance(m.tie_embeddings, bool):
+        raise TypeError(f"model.tie_embeddings: expected true or false, got {describe(m.tie_embeddings)}")
     check_choice(dcfg.source, "data.source", ("latent", "zipf", "text"))
     check_int(dcfg.n_tokens, "data.n_tokens", lo=2)
     check_number(dcfg.zipf_s, "data.zipf_s", lo=0.0, lo_open=True)
     check_number(dcfg.beta, "data.beta", lo=0.0)
     check_number(dcfg.eval_fraction, "data.eval_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    check_int(dcfg.data_seed, "data.data_seed", lo=0, hi=MAX_SEED)
     if dcfg.source == "text" and not dcfg.path:
         raise ValueError("data.path: expected a text file for source='text', got None")
     check_int(config.batch_size, "batch_size", lo=1)
@@ -232,7 +266,7 @@ def validate(config: Any) -> TrainConfig:
     check_number(config.grad_clip, "grad_clip", lo=0.0, lo_open=True)
     for k in ("probe_every", "eval_every", "eval_batches", "checkpoint_every"):
         check_int(getattr(config, k), k, lo=1)
-    check_int(config.seed, "seed", lo=0)
+    check_int(config.seed, "seed", lo=0, hi=MAX_SEED)
     check_number(config.b1, "b1", lo=0.0, hi=1.0, hi_open=True)
     check_number(config.b2, "b2", lo=0.0, hi=1.0, hi_open=True)
     check_number(config.blowup_factor, "blowup_factor", lo=1.0, lo_open=True)
@@ -240,6 +274,13 @@ def validate(config: Any) -> TrainConfig:
     check_number(config.unigram_margin, "unigram_margin", lo=0.0)
     if config.eval_windows is not None:
         check_int(config.eval_windows, "eval_windows", lo=1)
+    n_probe = probe_windows(config) * config.context
+    if n_probe < MIN_PROBE_VECTORS:
+        raise ValueError(
+            f"eval_batches, batch_size, context: expected at least {MIN_PROBE_VECTORS} hidden vectors for the "
+            f"hidden-state probes (min(eval_windows, eval_batches·batch_size)·context), got {n_probe} "
+            f"(eval_batches={config.eval_batches}, batch_size={config.batch_size}, context={config.context}, "
+            f"eval_windows={config.eval_windows}); an anisotropy or rank of fewer vectors is undefined")
     check_rules(config.quant, m, "quant")
     check_choice(config.control, "control", CONTROLS)
     if not isinstance(config.freeze, tuple) or not all(isinstance(p, str) for p in config.freeze):
@@ -251,13 +292,30 @@ def validate(config: Any) -> TrainConfig:
     return config
 
 
+def probe_windows(config: TrainConfig, available: int | None = None) -> int:
+    """How many held-out windows the hidden-state probes read: the first evaluation chunk, ``eval_batches ·
+    batch_size`` windows, or fewer when ``eval_windows`` (or the ``available`` windows of the data) are fewer."""
+    n = config.eval_batches * config.batch_size
+    if config.eval_windows is not None:
+        n = min(n, config.eval_windows)
+    return n if available is None else min(n, available)
+
+
 def check_data_length(config: TrainConfig, n_train: int, n_eval: int) -> None:
-    """The context must fit in the data: a training window needs ``context + 1`` tokens, and so does evaluation."""
+    """The context must fit in the data: a training window needs ``context + 1`` tokens, and so does evaluation;
+    the held-out windows must give the hidden-state probes at least :data:`MIN_PROBE_VECTORS` vectors."""
     need = config.context + 1
     if n_train < need or n_eval < need:
         raise ValueError(
             f"context: expected a context shorter than the data, got context={config.context} with "
             f"{n_train} training and {n_eval} held-out tokens (each window needs context + 1 = {need})"
+        )
+    n_probe = probe_windows(config, n_eval // need) * config.context
+    if n_probe < MIN_PROBE_VECTORS:
+        raise ValueError(
+            f"data.eval_fraction: expected a held-out stream giving the hidden-state probes at least "
+            f"{MIN_PROBE_VECTORS} hidden vectors, got {n_eval} held-out tokens: {n_eval // need} window(s) of "
+            f"context + 1 = {need}, {n_probe} vector(s)"
         )
 
 

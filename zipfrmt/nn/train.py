@@ -21,6 +21,7 @@ stopped on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from functools import partial
@@ -49,7 +50,7 @@ from zipfrmt.nn.data import (
     unigram_cross_entropy,
 )
 from zipfrmt.nn.evaluate import MAX_EVAL_WINDOWS, eval_step
-from zipfrmt.nn.history import FIELDS, new_history, to_dataset, write_history
+from zipfrmt.nn.history import FIELDS, HISTORY_FILE, new_history, to_dataset, write_history
 from zipfrmt.nn.layers import Ctx
 from zipfrmt.nn.mechanisms import quantize_params, site_specs
 from zipfrmt.nn.model import build_model
@@ -57,6 +58,9 @@ from zipfrmt.nn.optim import lr_schedule, make_optimizer
 from zipfrmt.nn.rules import spec_of
 
 __all__ = ["train", "train_step", "trained_model"]
+
+#: The config of the run a folder holds.
+CONFIG_FILE = "config.json"
 
 Params = dict[str, Any]
 
@@ -102,18 +106,64 @@ def train_step(
     return params, opt_state, loss, optax.tree.norm(grads)
 
 
+def _holds_run(out: Path) -> bool:
+    """Whether a folder holds (part of) a run: a history or a checkpoint, not just the config of a run that never
+    got as far as its first checkpoint."""
+    if (out / HISTORY_FILE).exists():
+        return True
+    ckpt = out / "checkpoints"
+    return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def _differences(saved: str, config: TrainConfig) -> list[str]:
+    """The (dotted) fields in which the config saved in a run folder differs from ``config``."""
+    try:
+        old = json.loads(saved)
+    except ValueError:
+        return ["config.json (unreadable)"]
+    if not isinstance(old, dict):
+        return ["config.json (not a config)"]
+    new = json.loads(config_to_json(config))
+    diff = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [f"{k}.{j}" for j in sorted(set(a) | set(b)) if a.get(j) != b.get(j)]
+        elif a != b:
+            diff.append(k)
+    return diff
+
+
+def _check_same_run(out: Path, config: TrainConfig) -> None:
+    """Raises if the run folder ``out`` holds a run of another config (by its ``config.json``)."""
+    saved = out / CONFIG_FILE
+    if not saved.exists() or not _holds_run(out):
+        return
+    text = saved.read_text(errors="replace")
+    if text != config_to_json(config):
+        diff = _differences(text, config)
+        raise ValueError(f"out_dir (--out): '{out}' holds a run of a different config (it differs in "
+                         f"{', '.join(diff) or 'its JSON text'}); use another directory")
+
+
 def _open_out_dir(out_dir: str | Path | None, config: TrainConfig) -> Path | None:
-    """Creates the run folder, or checks that the one found holds a run of this very config."""
+    """Creates the run folder, or checks that the one found holds a run of this very config (a folder that holds
+    no history and no checkpoint yet, e.g. of a run stopped before its first checkpoint, is taken over), and
+    writes the config into it. Errors name ``out_dir`` (``--out`` on the command line)."""
     if out_dir is None:
         return None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir: expected a folder for the run, got the existing file '{out}'")
-    out.mkdir(parents=True, exist_ok=True)
-    saved, cfg_json = out / "config.json", config_to_json(config)
-    if saved.exists() and saved.read_text() != cfg_json:
-        raise ValueError(f"out_dir: '{out}' holds a run of a different config; use another directory")
-    saved.write_text(cfg_json)
+        raise ValueError(f"out_dir (--out): expected a folder for the run, got the existing file '{out}'")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_same_run(out, config)
+        tmp = out / (CONFIG_FILE + ".tmp")  # atomically: an interruption never leaves half a config
+        tmp.write_text(config_to_json(config))
+        tmp.replace(out / CONFIG_FILE)
+    except OSError as exc:
+        raise OSError(f"out_dir (--out): cannot create or write the run folder '{out}' "
+                      f"({exc.strerror or exc})") from exc
     return out
 
 
@@ -222,8 +272,8 @@ def train(
       ``tokens_per_step``.
     """
     config = validate(config)
+    out = _open_out_dir(out_dir, config)  # before the corpus, which may take long to build
     data = load_tokens(config)
-    out = _open_out_dir(out_dir, config)
     graphdef, template, rest, params = checkpoint.split(build_model(config))
     if master := site_specs(config.quant, config.model, "master"):  # the initial weights on their grids
         params = quantize_params(params, master, jax.random.fold_in(jax.random.key(config.seed), 9), config.control)

@@ -1,0 +1,127 @@
+"""zipfrmt.model_analysis: every 2-D tensor of a checkpoint, streamed, resumable, labelled tensor × spec."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from safetensors.numpy import save_file
+
+from zipfrmt import model_analysis as ma
+
+SPECS = ["int4-row", "q4_0"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("model")
+    tensors = {
+        "embed.weight": (rng.standard_normal((96, 64)) * np.arange(1, 65) ** -0.5).astype(np.float32),
+        "layers.0.mlp.weight": rng.standard_normal((64, 64)).astype(np.float16),
+        "layers.0.norm.weight": np.ones(64, np.float32),
+        "layers.0.mlp.bias": np.zeros((1, 64), np.float32),
+        "step": np.array([[3]], np.int64),
+    }
+    path = d / "model.safetensors"
+    save_file(tensors, str(path))
+    return path, tensors
+
+
+def test_every_2d_float_tensor_is_analysed_and_every_other_one_skipped_with_its_reason(model_file, tmp_path):
+    path, tensors = model_file
+    msgs = []
+    res = ma.analyze_model(path, SPECS, tmp_path / "out", progress=msgs.append)
+    assert [t["tensor"] for t in res["tensors"]] == ["embed.weight", "layers.0.mlp.weight"]
+    assert res["skipped"]["layers.0.norm.weight"].startswith("1-D")
+    assert "at least 2 rows" in res["skipped"]["layers.0.mlp.bias"]
+    assert "not floating point" in res["skipped"]["step"] or "at least 2 rows" in res["skipped"]["step"]
+    assert len(msgs) == 2 and msgs[0].startswith("[1/2] embed.weight [96, 64]")
+    assert res["tensors"][1]["stored_dtype"] == "float16"
+    ds = xr.open_dataset(tmp_path / "out" / "analysis.nc")
+    assert list(ds["spec"].values) == SPECS and ds["stable_rank"].shape == (2, 2)
+    row = res["tensors"][0]["quantized"][0]
+    assert ds["stable_rank_inflation"].values[0, 0] == pytest.approx(
+        row["stable_rank"] / res["tensors"][0]["fp"]["stable_rank"])
+    assert np.all((ds["below_edge_fraction"].values >= 0) & (ds["below_edge_fraction"].values <= 1))
+    md = (tmp_path / "out" / "analysis.md").read_text()
+    assert "`layers.0.norm.weight`: 1-D" in md and "| embed.weight |" in md
+    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["specs"] == SPECS
+
+
+def test_an_interrupted_model_run_resumes_without_recomputing_finished_tensors(model_file, tmp_path, monkeypatch):
+    path, _ = model_file
+    out = tmp_path / "out"
+    calls = []
+    real = ma.analyze.analyze_matrix
+
+    def flaky(W, specs, **kw):
+        calls.append(kw["name"])
+        if kw["name"] == "layers.0.mlp.weight" and calls.count(kw["name"]) == 1:
+            raise KeyboardInterrupt
+        return real(W, specs, **kw)
+
+    monkeypatch.setattr(ma.analyze, "analyze_matrix", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ma.analyze_model(path, SPECS, out, progress=lambda m: None)
+    assert not (out / "analysis.nc").exists()
+    msgs = []
+    res = ma.analyze_model(path, SPECS, out, progress=msgs.append)
+    assert calls == ["embed.weight", "layers.0.mlp.weight", "layers.0.mlp.weight"]
+    assert "read from" in msgs[0] and len(res["tensors"]) == 2
+
+
+def test_patterns_select_and_a_pattern_matching_nothing_lists_what_exists(model_file, tmp_path):
+    path, _ = model_file
+    res = ma.analyze_model(path, ["int8-row"], tmp_path / "a", tensors=["embed*"], progress=lambda m: None)
+    assert [t["tensor"] for t in res["tensors"]] == ["embed.weight"]
+    assert res["skipped"]["layers.0.mlp.weight"] == "not matched by --tensors"
+    with pytest.raises(ValueError, match=r"tensors: pattern .lm_head\*. matches no tensor .* holds: .*embed.weight"):
+        ma.analyze_model(path, ["int8-row"], tmp_path / "b", tensors=["lm_head*"])
+    assert not (tmp_path / "b").exists()  # nothing written before the error
+
+
+def test_a_folder_of_another_analysis_is_refused_before_any_work(model_file, tmp_path):
+    path, _ = model_file
+    ma.analyze_model(path, ["int8-row"], tmp_path / "o", tensors=["embed*"], progress=lambda m: None)
+    with pytest.raises(ValueError, match="out: .* holds an analysis of another file, spec list or seed"):
+        ma.analyze_model(path, ["int4-row"], tmp_path / "o", tensors=["embed*"])
+
+
+def test_a_spec_that_does_not_fit_a_tensor_is_an_error_before_any_work(model_file, tmp_path):
+    path, _ = model_file
+    with pytest.raises(ValueError, match="tensor 'embed.weight'.*tq1_0"):
+        ma.analyze_model(path, ["tq1_0"], tmp_path / "x")  # blocks of 256 on rows of 64
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_analyses_a_whole_model_and_draws_the_model_level_picture(model_file, tmp_path, capsys):
+    from zipfrmt.cli import main
+
+    path, _ = model_file
+    out, plot = tmp_path / "o", tmp_path / "damage.png"
+    rc = main(["analyze", str(path), "--tensors", "*", "--quant", "int4-row,q8_0", "--out", str(out),
+               "--plot", str(plot), "--json", str(tmp_path / "a.json")])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "| embed.weight |" in printed.out and "[2/2] layers.0.mlp.weight" in printed.err
+    assert plot.stat().st_size > 0 and plot.with_suffix(".pdf").exists()
+    assert json.loads((tmp_path / "a.json").read_text())["specs"] == ["int4-row", "q8_0"]
+    assert main(["analyze", str(path), "--tensors", "*", "--tensor", "embed.weight"]) == 2
+    assert "give either --tensor NAME" in capsys.readouterr().err
+
+
+def test_cli_lists_a_gguf_file_with_stored_types(tmp_path, capsys):
+    import gguf
+
+    from zipfrmt.cli import main
+
+    path = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tensor("token_embd.weight", np.ones((8, 32), np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert main(["list", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "token_embd.weight\t[8, 32]\tF16"
