@@ -125,3 +125,62 @@ def test_cli_lists_a_gguf_file_with_stored_types(tmp_path, capsys):
     w.close()
     assert main(["list", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "token_embd.weight\t[8, 32]\tF16"
+
+
+def _gguf(path, tensors):
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    for name, t in tensors.items():
+        if isinstance(t, tuple):
+            w.add_tensor(name, t[0], raw_dtype=t[1])
+        else:
+            w.add_tensor(name, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    from gguf import GGMLQuantizationType as T
+    from gguf import quants
+
+    d = tmp_path_factory.mktemp("shipped")
+    rng = np.random.default_rng(2)
+    E = (rng.standard_normal((128, 64)) * np.arange(1, 65) ** -0.8).astype(np.float32)
+    L = rng.standard_normal((64, 64)).astype(np.float32)
+    ref = _gguf(d / "model-f32.gguf", {"token_embd.weight": E, "blk.0.ffn.weight": L})
+    q = _gguf(d / "model-q4_0.gguf", {"token_embd.weight": (quants.quantize(E, T.Q4_0), T.Q4_0),
+                                       "blk.0.ffn.weight": (quants.quantize(L, T.Q8_0), T.Q8_0)})
+    return ref, q, E
+
+
+def test_a_shipped_gguf_is_compared_with_its_reference_export(shipped, tmp_path):
+    ref, q, E = shipped
+    res = ma.analyze_model(q, ["q4_0", "int8-row"], tmp_path / "o", reference=ref, progress=lambda m: None)
+    assert res["specs"] == ["stored", "q4_0", "int8-row"]
+    emb = res["tensors"][0]
+    assert emb["stored_dtype"] == "Q4_0"
+    stored, again = emb["quantized"][0], emb["quantized"][1]
+    # the shipped Q4_0 tensor is exactly what q4_0 does to the reference: the same spectrum and noise
+    assert stored["spec"] == "stored" and stored["format"] == "stored"
+    assert stored["stable_rank"] == pytest.approx(again["stable_rank"], rel=1e-6)
+    assert stored["noise_var_measured"] == pytest.approx(again["noise_var_measured"], rel=1e-6)
+    assert stored["predicted"]["model"] in ("additive", "bussgang")
+    ds = xr.open_dataset(tmp_path / "o" / "analysis.nc")
+    assert list(ds["stored_dtype"].values) == ["Q4_0", "Q8_0"]
+
+
+def test_a_reference_without_the_tensor_or_with_another_shape_is_refused_before_any_work(shipped, tmp_path):
+    ref, q, E = shipped
+    partial = _gguf(tmp_path / "partial.gguf", {"token_embd.weight": E})
+    with pytest.raises(ValueError, match=r"reference: .* has no tensor 'blk.0.ffn.weight'"):
+        ma.analyze_model(q, ["int8-row"], tmp_path / "a", reference=partial)
+    other = _gguf(tmp_path / "other.gguf", {"token_embd.weight": E[:, :32]})
+    with pytest.raises(ValueError, match=r"reference: tensor 'token_embd.weight' has shape \[128, 32\] in .* and "
+                                         r"\[128, 64\]"):
+        ma.analyze_model(q, ["int8-row"], tmp_path / "b", tensors=["token_embd*"], reference=other)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -16,6 +16,7 @@ The measured truncation index counts the quantized singular values above the pre
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from zipfrmt.checks import check_matrix
 from zipfrmt.quant import QuantSpec, as_spec, check_spec_shape, parse_granularity
 from zipfrmt.tables import finite_or_none
 
-__all__ = ["analyze_matrix", "check_specs", "spec_grid", "spectral_fields"]
+__all__ = ["analyze_matrix", "check_specs", "compare_stored", "spec_grid", "spectral_fields"]
 
 
 def spectral_fields(summary: spectra.SpectralSummary) -> dict[str, Any]:
@@ -140,6 +141,42 @@ def analyze_matrix(
     if keep_spectra:
         report["spectra"] = {"fp": s_fp, "quantized": spectra_q, "predicted": spectra_pred}
     return report
+
+
+def compare_stored(
+    W_ref: Float[Array, "V d"] | np.ndarray, Q: Float[Array, "V d"] | np.ndarray, label: str, *, name: str = "W"
+) -> dict[str, Any]:
+    """What a quantization that was *shipped* (``Q``, e.g. a GGUF tensor stored as Q4_K) did to the same tensor
+    of a higher-precision export ``W_ref`` — one row in the schema of :func:`analyze_matrix`'s ``"quantized"``.
+
+    There is no spec, hence no model noise variance: the noise is measured, ``E = Q − W_ref``, and the
+    prediction from ``W_ref``'s spectrum uses the measured variance — the additive model when the error is
+    uncorrelated with ``W_ref`` (``|g − 1| ≤ 0.02``), else the Bussgang model with the measured gain and
+    residual (:func:`zipfrmt.rmt.predict_from_result`; ``regime`` is decided by the gain alone).
+    """
+    W_ref = check_matrix(W_ref, "reference")
+    Q = check_matrix(Q, name)
+    if tuple(W_ref.shape) != tuple(Q.shape):
+        raise ValueError(f"reference: expected the shape of {name}, {tuple(Q.shape)}, got {tuple(W_ref.shape)}")
+    shape = (int(Q.shape[0]), int(Q.shape[1]))
+    Wj, Qj = jnp.asarray(W_ref, jnp.float32), jnp.asarray(Q, jnp.float32)
+    s_fp = np.asarray(spectra.singular_values(Wj), np.float64)
+    s_q = np.asarray(spectra.singular_values(Qj), np.float64)
+    stats = quant.noise_statistics(Wj, Qj, 1.0)
+    stats["noise_var_model"] = stats["noise_var_measured"]  # no model: the measured variance stands in for it
+    stats["regime"] = quant.classify_regime(stats["noise_var_model"], stats["noise_var_measured"],
+                                            stats["bussgang_gain"])
+
+    pred = rmt.predict_from_result(s_fp, *shape, types.SimpleNamespace(**stats))  # the fields a result has
+    fields = spectral_fields(spectra.summarize_spectrum(s_q, shape))
+    return {
+        "spec": label, "format": "stored", "bits": None, "granularity": None, "rounding": None,
+        **{k: fields[k] for k in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent",
+                                  "rank_window", "esd_alpha", "sigma_max", "sigma_min")},
+        **{k: v for k, v in stats.items() if k != "error_mean"},
+        **prediction_fields(pred, s_q),
+        "reasons": fields["reasons"],
+    }
 
 
 def spec_grid(bits: Sequence[int], granularities: Sequence[str], roundings: Sequence[str]) -> list[QuantSpec]:

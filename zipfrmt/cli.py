@@ -4,7 +4,8 @@
     zipfrmt analyze FILE --tensor NAME [--quant int4-row,int3-group32,nf4,fp8_e4m3,mxfp4,q4_0,...]
                     [--bits 8,6,4,3,2 --granularity tensor,row,column,group32 --rounding nearest]
                     [--json OUT.json] [--plot OUT.png] [--transpose]
-    zipfrmt analyze FILE|FOLDER --tensors 'PATTERN,...' [--out DIR] [quantization options] [--plot OUT.png]
+    zipfrmt analyze FILE|FOLDER --tensors 'PATTERN,...' [--out DIR] [--reference OTHER_FILE] [quantization options]
+                    [--plot OUT.png] [--json OUT.json]
     zipfrmt verify  [--scale quick|full] [--json OUT.json]
     zipfrmt list    FILE
     zipfrmt reproduce [--scale test|quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
@@ -231,9 +232,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     check_outputs(args)
     if args.tensors is not None:
         return _analyze_model(args, specs)
-    if args.out is not None:
-        raise ValueError("--out: the analysis folder of a whole model goes with --tensors; for one --tensor use "
-                         "--json/--plot")
+    for opt, value in (("--out", args.out), ("--reference", args.reference)):
+        if value is not None:
+            raise ValueError(f"{opt}: goes with --tensors (a whole model, e.g. --tensors '*' or a pattern); for one "
+                             "--tensor use --json/--plot")
     W = checkpoints.load_matrix(args.file, tensor=args.tensor, transpose=args.transpose)
     _run_analysis(W, args.tensor or str(args.file), _checked(specs, W, "--quant"), args)
     return 0
@@ -253,7 +255,8 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
                          "along the contraction axis)")
     patterns = parse_list(args.tensors)
     out = Path(args.out) if args.out else Path(str(Path(args.file).resolve()).rstrip("/") + ".analysis")
-    result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed)
+    result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
+                                          reference=args.reference)
     ds = model_analysis.to_dataset(result)
     print(model_analysis.markdown(result))
     print(f"analysis of {len(result['tensors'])} tensors × {len(result['specs'])} specs in {out}/ "
@@ -309,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--tensors", default=None, metavar="PATTERNS",
                      help="comma-separated glob patterns ('*': every 2-D tensor): analyse every matching tensor, one "
                           "at a time, into --out (resumable; other tensors are listed as skipped, with the reason)")
+    ana.add_argument("--reference", default=None, metavar="OTHER_FILE",
+                     help="with --tensors: another export of the same model (an F16 or Q8_0 GGUF, safetensors): "
+                          "compare each tensor as stored in FILE with it (row 'stored'), and apply the specs to it")
     ana.add_argument("--out", default=None, metavar="DIR",
                      help="with --tensors: the analysis folder (default FILE.analysis); an interrupted run resumes "
                           "there")

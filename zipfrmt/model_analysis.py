@@ -141,9 +141,17 @@ def analyze_model(
     *,
     tensors: Sequence[str] = ("*",),
     seed: int = 0,
+    reference: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Analyses every selected 2-D tensor of the checkpoint at ``path`` at each spec; resumable (see the module).
+
+    With ``reference`` (another export of the same model: an F16 or Q8_0 GGUF, a safetensors folder), each
+    tensor is also read there: the specs are applied to the reference tensor, and a first row ``"stored"``
+    compares the tensor as stored in ``path`` with it — what the shipped quantization did to the stable rank,
+    k* and the tail, beside the prediction from the reference's spectrum and the measured noise
+    (:func:`zipfrmt.analyze.compare_stored`). Every selected tensor must be in the reference with the same shape
+    (checked from the headers before any work).
 
     Returns ``{"file", "specs", "seed", "tensors": [analyze_matrix report + "stored_dtype" + per-spec "model"
     fields], "skipped": {name: reason}}``, the content of ``analysis.json``. ``progress`` (default: a line on
@@ -156,9 +164,19 @@ def analyze_model(
         raise ValueError(f"specs: expected one or more quantization specs, got {describe(specs)}")
     for name in selected:  # every spec must fit every tensor's rows: checked before any work
         analyze.check_specs(specs, tuple(listing[name][0]), f"tensor {name!r}")
+    if reference is not None:
+        ref_listing = checkpoints.list_tensors(reference)
+        for name in selected:
+            if name not in ref_listing:
+                raise ValueError(f"reference: {str(reference)!r} has no tensor {name!r} (of {path}); it holds "
+                                 f"{len(ref_listing)} tensors, e.g. {', '.join(list(ref_listing)[:8])}")
+            if tuple(ref_listing[name][0]) != tuple(listing[name][0]):
+                raise ValueError(f"reference: tensor {name!r} has shape {list(ref_listing[name][0])} in "
+                                 f"{str(reference)!r} and {list(listing[name][0])} in {path}; expected the same")
     out = Path(out)
     config = {"file": str(Path(path).resolve()), "specs": [s.label for s in specs], "seed": int(seed),
-              "tensors": list(tensors), "version": zipfrmt.__version__}
+              "tensors": list(tensors), "version": zipfrmt.__version__,
+              "reference": None if reference is None else str(Path(reference).resolve())}
     _prepare_out(out, config)
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     reports = []
@@ -173,8 +191,11 @@ def analyze_model(
             except (OSError, ValueError):
                 say(f"[{i + 1}/{len(selected)}] {name}: unreadable {f.name}, recomputing")
         say(f"[{i + 1}/{len(selected)}] {name} {list(shape)} {dtype}: {len(specs)} specs")
-        W = checkpoints.load_matrix(path, tensor=name)
+        W = checkpoints.load_matrix(path if reference is None else reference, tensor=name)
         rep = analyze.analyze_matrix(W, specs, name=name, seed=seed)
+        if reference is not None:
+            rep["quantized"].insert(0, analyze.compare_stored(W, checkpoints.load_matrix(path, tensor=name),
+                                                              "stored", name=name))
         del W
         rep["stored_dtype"] = str(dtype)
         r = min(rep["shape"])
@@ -182,8 +203,9 @@ def analyze_model(
             row["model"] = _row_fields(row, rep["fp"], r)
         _atomic_json(f, rep)
         reports.append(rep)
-    result = {"file": str(path), "specs": [s.label for s in specs], "seed": int(seed), "tensors": reports,
-              "skipped": skipped}
+    labels = (["stored"] if reference is not None else []) + [s.label for s in specs]
+    result = {"file": str(path), "reference": None if reference is None else str(reference), "specs": labels,
+              "seed": int(seed), "tensors": reports, "skipped": skipped}
     _write_outputs(out, result)
     return result
 
