@@ -205,3 +205,95 @@ def test_cli_train_out_must_be_a_folder(tmp_path, capsys):
     assert main(["train", "tiny", "--steps", "2", "--out", str(f), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "out_dir" in err and "afile.txt" in err
+
+
+def _train_module():
+    import importlib
+
+    return importlib.import_module("zipfrmt.nn.train")  # the module (zipfrmt.nn.train is also the function)
+
+
+def test_a_started_folder_without_checkpoint_or_history_is_reused_by_another_config(tmp_path):
+    short = dataclasses.replace(MICRO, steps=2, checkpoint_every=2)
+    out = tmp_path / "runS"
+    out.mkdir()
+    (out / "config.json").write_text(config_to_json(dataclasses.replace(short, seed=99)))  # a crash before step 1
+    ds = train(dataclasses.replace(short, seed=1), out, progress=False)
+    assert ds.sizes["step"] == 3 and config_from_json((out / "config.json").read_text()).seed == 1
+    # a folder that holds a run (checkpoints, history) still refuses another config, naming what differs
+    with pytest.raises(ValueError, match=r"out_dir \(--out\): '.*runS' holds a run of a different config "
+                                         r"\(it differs in seed\)"):
+        train(dataclasses.replace(short, seed=2), out, progress=False)
+    (out / "history.nc").unlink()
+    with pytest.raises(ValueError, match=r"holds a run of a different config \(it differs in seed\)"):
+        train(dataclasses.replace(short, seed=2), out, progress=False)  # the checkpoint alone is a run
+
+
+def test_the_out_folder_is_checked_before_the_corpus_is_built(tmp_path, monkeypatch):
+    T = _train_module()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("built the corpus before checking the out folder")
+
+    monkeypatch.setattr(T, "load_tokens", fail)
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(ValueError, match=r"out_dir \(--out\): expected a folder for the run, got the existing file"):
+        train(MICRO, f, progress=False)
+    with pytest.raises(OSError, match=r"out_dir \(--out\): cannot create or write the run folder '.*afile/sub'"):
+        train(MICRO, f / "sub", progress=False)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    cfg = dataclasses.replace(MICRO, steps=4, checkpoint_every=2, eval_every=2, probe_every=2)
+    out = tmp_path_factory.mktemp("short") / "run"
+    return cfg, out, train(cfg, out, progress=False)
+
+
+def test_an_unquantized_run_is_never_reported_collapsed(short_run):
+    _, _, ds = short_run
+    assert ds.attrs["status"] == "ok"  # 4 fp32 steps end above the unigram level: undertrained, said in the reason
+    assert ds.attrs["reason"].startswith("undertrained, not collapsed: no site is quantized and held-out loss")
+
+
+def test_trained_model_checks_the_folder_against_the_config_before_restoring(short_run, tmp_path):
+    cfg, out, _ = short_run
+    assert trained_model(cfg, out) is not None
+    wider = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=64))
+    with pytest.raises(ValueError, match=r"out_dir: '.*run' holds a run of a different config \(it differs in "
+                                         r"model\.d_model\)"):
+        trained_model(wider, out)
+    with pytest.raises(ValueError, match=r"holds a run of a different config \(it differs in steps\)"):
+        trained_model(dataclasses.replace(cfg, steps=3), out)  # steps are part of the run: documented, refused
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=r"out_dir: expected the folder of a run, got '.*nope', which does "
+                                                r"not exist"):
+        trained_model(cfg, missing)
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"out_dir: no checkpoint in"):
+        trained_model(cfg, empty)
+    assert list(empty.iterdir()) == []  # no checkpoints folder created
+
+
+def test_train_cached_rebuilds_a_truncated_history_from_the_checkpoints(tmp_path, monkeypatch):
+    from zipfrmt.nn.experiment import run_dir, train_cached
+    from zipfrmt.sweep import CacheWarning
+
+    cfg = dataclasses.replace(MICRO, steps=4, checkpoint_every=2, eval_every=2, probe_every=2)
+    first = train_cached(cfg, tmp_path)
+    path = run_dir(tmp_path, cfg) / "history.nc"
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    T = _train_module()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("trained again although the checkpoint holds the finished run")
+
+    monkeypatch.setattr(T, "train_step", fail)
+    with pytest.warns(CacheWarning, match=r"history\.nc is unreadable .*rebuilding it from the run's checkpoints"):
+        again = train_cached(cfg, tmp_path)
+    _same(first, again)
+    assert again.attrs["status"] == first.attrs["status"]
+    _same(first, xr.load_dataset(path))

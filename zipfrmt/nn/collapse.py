@@ -14,6 +14,10 @@ floor lifts the tail): that rise is the flattening the theory predicts and is me
    effective rank is below ``collapse_fraction`` (0.5) of the reference's.
 
 A history written before ``unigram_loss`` was recorded falls back to the training stream's unigram entropy.
+
+A run with **no quantized site** (every rule fp32, or none) cannot collapse from quantization: when the
+criterion holds for it, :func:`judge` keeps its status ``ok`` and says why in the reason ("undertrained:
+held-out loss … at the unigram level …").
 Divergence (a non-finite or exploding loss) is decided by the training loop, which stops the run.
 """
 
@@ -27,7 +31,8 @@ import xarray as xr
 from zipfrmt.nn.config import TrainConfig
 from zipfrmt.nn.history import last, last_stretch_start
 
-__all__ = ["COLLAPSE_CRITERION", "collapse_step", "collapse_verdict", "reached_plateau", "unigram_level"]
+__all__ = ["COLLAPSE_CRITERION", "collapse_step", "collapse_verdict", "judge", "quantized", "reached_plateau",
+           "unigram_level"]
 
 COLLAPSE_CRITERION = (
     "collapsed if the final held-out loss is within unigram_margin nats of the training unigram's cross-entropy "
@@ -61,6 +66,23 @@ def collapse_verdict(
         if math.isfinite(mine) and math.isfinite(ref) and mine < frac * ref:
             reasons.append(f"hidden effective rank {mine:.3g} < {frac:g} x full-precision {ref:.3g}")
     return bool(reasons), "; ".join(reasons)
+
+
+def quantized(config: TrainConfig) -> bool:
+    """Whether a config quantizes anything (a rule with a spec; rules that keep sites in fp32 do not count)."""
+    return any(spec is not None for _, spec in config.quant)
+
+
+def judge(history: xr.Dataset, reference: xr.Dataset | None, config: TrainConfig) -> tuple[str, str]:
+    """``(status, reason)`` of a run that finished ``ok``: ``collapsed`` when :func:`collapse_verdict` says so
+    for a quantized run; a run with no quantized site stays ``ok``, and when the criterion holds for it the reason
+    says it is undertrained (at the unigram level), which is not a collapse."""
+    collapsed, why = collapse_verdict(history, reference, config)
+    if not collapsed:
+        return "ok", ""
+    if quantized(config):
+        return "collapsed", why
+    return "ok", f"undertrained, not collapsed: no site is quantized and {why}"
 
 
 def _reference_stuck(reference: xr.Dataset | None, margin: float) -> bool:

@@ -127,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         ds = train(config, args.out, progress=not args.no_progress)
     except KeyboardInterrupt as exc:
-        print(f"zipfrmt train: {exc or 'interrupted'}", file=sys.stderr)
+        # train() re-raises with a message saying what it saved and how to resume; an interrupt before training
+        # started (building the corpus, compiling) carries none
+        print(f"zipfrmt train: {str(exc) or 'interrupted before the first training step: nothing was saved'}",
+              file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

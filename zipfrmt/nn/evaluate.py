@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
+from zipfrmt.checks import check_int, describe
 from zipfrmt.nn import checkpoint
 from zipfrmt.nn.config import TrainConfig, validate
 from zipfrmt.nn.data import cross_entropy, eval_windows, perplexity
@@ -50,21 +52,13 @@ def evaluate(
     rules (:mod:`zipfrmt.nn.rules`) replace the specs of the sites they name on a copy of the model; the
     other sites stay as trained. W4A4: ``quant="linear=int4-row,embed=int4-row,head=int4-row,act=int4-row"``.
     Stochastic rounding uses a fixed key, so evaluation is deterministic.
+
+    Raises before any work: ``tokens`` must be integer token ids in ``[0, vocab_size)``, non-empty, a stream of
+    at least ``context + 1`` tokens or windows of 2 to ``max_len + 1`` tokens; ``n_windows`` an integer ≥ 1,
+    for a stream only.
     """
     validate(config)
-    toks = np.asarray(tokens)
-    if toks.ndim == 1:
-        n = n_windows or config.eval_windows or MAX_EVAL_WINDOWS
-        if toks.size < config.context + 1:
-            raise ValueError(f"tokens: expected at least context + 1 = {config.context + 1} tokens, got {toks.size}")
-        windows = eval_windows(toks.astype(np.int32), config.context, n)
-        chunk = config.eval_batches * config.batch_size
-        if n_windows is None and config.eval_windows is None and windows.shape[0] > chunk:
-            windows = eval_windows(toks.astype(np.int32), config.context, windows.shape[0] // chunk * chunk)
-    elif toks.ndim == 2:
-        windows = toks.astype(np.int32)
-    else:
-        raise ValueError(f"tokens: expected a 1-D stream or 2-D windows, got shape {toks.shape}")
+    windows = _windows(tokens, config, n_windows)
     if quant:
         model = apply_rules(nnx.clone(model), quant, keep_unmatched=True)
     graphdef, template, rest, params = checkpoint.split(model)
@@ -76,4 +70,48 @@ def evaluate(
         losses.append(float(loss))
         counts.append(w.shape[0])
     loss = float(np.average(losses, weights=counts))
-    return {"loss": loss, "perplexity": perplexity(loss), "n_tokens": int(sum(counts) * config.context)}
+    if math.isnan(loss):  # the inputs were checked: the model's parameters are not finite
+        raise ValueError("model: the held-out loss is NaN; the model's parameters hold NaN or Inf")
+    return {"loss": loss, "perplexity": perplexity(loss), "n_tokens": int(sum(counts) * (windows.shape[1] - 1))}
+
+
+def _windows(tokens: Any, config: TrainConfig, n_windows: Any) -> np.ndarray:
+    """The ``(n, context + 1)`` int32 windows ``evaluate`` reads, after checking ``tokens`` and ``n_windows``."""
+    if n_windows is not None:
+        check_int(n_windows, "n_windows", lo=1)
+    try:
+        toks = np.asarray(tokens)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise TypeError(f"tokens: expected an integer array of token ids, got {describe(tokens)}") from exc
+    if toks.dtype == np.bool_ or not np.issubdtype(toks.dtype, np.integer):
+        raise TypeError(f"tokens: expected an integer array of token ids, got {describe(toks)}")
+    if toks.ndim not in (1, 2):
+        raise ValueError(f"tokens: expected a 1-D stream or 2-D windows, got shape {toks.shape}")
+    if toks.size == 0:
+        raise ValueError(f"tokens: expected a non-empty array of token ids, got shape {toks.shape}")
+    V = config.model.vocab_size
+    lo, hi = int(toks.min()), int(toks.max())
+    if lo < 0 or hi >= V:
+        bad = int(((toks < 0) | (toks >= V)).sum())
+        raise ValueError(f"tokens: expected token ids in [0, model.vocab_size) = [0, {V}), got {bad} id(s) "
+                         f"outside it (min {lo}, max {hi})")
+    if toks.ndim == 2:
+        if n_windows is not None:
+            raise ValueError(f"n_windows: applies to a 1-D stream (cut into windows), got {n_windows} with 2-D "
+                             f"windows of shape {toks.shape}; slice the windows instead")
+        L = toks.shape[1] - 1  # inputs; the last column is only a target
+        if L < 1:
+            raise ValueError(f"tokens: expected windows of at least 2 tokens (inputs and next-token targets), got "
+                             f"shape {toks.shape}")
+        if config.model.kind == "transformer" and L > config.model.max_len:
+            raise ValueError(f"tokens: expected windows of at most model.max_len + 1 = {config.model.max_len + 1} "
+                             f"tokens (the model's positions), got shape {toks.shape}")
+        return toks.astype(np.int32)
+    if toks.size < config.context + 1:
+        raise ValueError(f"tokens: expected at least context + 1 = {config.context + 1} tokens, got {toks.size}")
+    toks = toks.astype(np.int32)
+    windows = eval_windows(toks, config.context, n_windows or config.eval_windows or MAX_EVAL_WINDOWS)
+    chunk = config.eval_batches * config.batch_size
+    if n_windows is None and config.eval_windows is None and windows.shape[0] > chunk:
+        windows = eval_windows(toks, config.context, windows.shape[0] // chunk * chunk)
+    return windows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from zipfrmt import sweep
-from zipfrmt.nn.collapse import collapse_verdict
+from zipfrmt.nn.collapse import judge
 from zipfrmt.nn.config import PRESETS, DataConfig, TrainConfig, config_to_json, with_bits
 from zipfrmt.nn.history import HISTORY_FILE, last, read_history
 from zipfrmt.nn.train import train
@@ -63,14 +64,29 @@ def train_cached(
     out = run_dir(root, config, extra)
     if force:
         shutil.rmtree(out, ignore_errors=True)
-    ds = read_history(out) if (out / HISTORY_FILE).exists() else None
-    if ds is not None and ds.attrs["status"] in ("ok", "collapsed", "diverged"):  # finished: read back
+    ds = _read_finished(out)
+    if ds is not None:  # finished: read back
         if ds.attrs["status"] == "ok" and reference is not None:
-            collapsed, why = collapse_verdict(ds, reference, config)
-            if collapsed:
-                ds.attrs["status"], ds.attrs["reason"] = "collapsed", why
+            ds.attrs["status"], ds.attrs["reason"] = judge(ds, reference, config)
         return ds
     return train(config, out, progress=progress, extra_transform=extra_transform, reference=reference)
+
+
+def _read_finished(out: Path) -> xr.Dataset | None:
+    """The history of a finished run in ``out``; None when there is none, it is unfinished, or it is unreadable
+    (truncated or corrupt: warned about, and rebuilt by :func:`zipfrmt.nn.train`, which resumes from the run's
+    last checkpoint and writes the history afresh)."""
+    path = out / HISTORY_FILE
+    if not path.exists():
+        return None
+    try:
+        ds = read_history(out)
+        status = str(ds.attrs["status"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable history is rebuilt, whatever the reason
+        warnings.warn(f"run history {path} is unreadable ({type(exc).__name__}: {exc}); rebuilding it from the "
+                      "run's checkpoints (or training again if there are none)", sweep.CacheWarning, stacklevel=3)
+        return None
+    return ds if status in ("ok", "collapsed", "diverged") else None
 
 ACT8 = QuantSpec(bits=8, granularity="row")
 
@@ -159,9 +175,7 @@ def run_experiment(
                 if label == "fp32":
                     ref = ds
                 elif ds.attrs["status"] == "ok" and ref is not None:
-                    collapsed, why = collapse_verdict(ds, ref, cfg)
-                    if collapsed:
-                        ds.attrs["status"], ds.attrs["reason"] = "collapsed", why
+                    ds.attrs["status"], ds.attrs["reason"] = judge(ds, ref, cfg)
                 hists[(cname, label, seed)] = ds
                 row = {"corpus": cname, "setting": label, "seed": seed, **summarize(ds)}
                 rows.append(row)

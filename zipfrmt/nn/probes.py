@@ -151,8 +151,16 @@ def anisotropy(H: Float[Array, "N d"]) -> Float[Array, ""]:
 
 
 def hidden_probes(H: Float[Array, "N d"]) -> dict[str, float]:
-    """Effective rank (centred and not), stable rank and anisotropy of hidden states (rows = token positions)."""
-    H = jnp.asarray(H, jnp.float32).reshape(-1, H.shape[-1])
+    """Effective rank (centred and not), stable rank and anisotropy of hidden states (rows = token positions).
+
+    ``H``: N×d (or B×L×d) with at least two vectors: the anisotropy (a mean over distinct pairs) and the centred
+    rank of a single vector are undefined, and raise a ValueError rather than come out as NaN or 0."""
+    H = jnp.asarray(H, jnp.float32)
+    shape = tuple(H.shape)
+    if H.ndim < 2 or H.size == 0 or H.size // H.shape[-1] < 2:
+        raise ValueError(f"H: expected at least 2 hidden vectors (rows of an N×d array) for the hidden-state "
+                         f"probes, got shape {shape}")
+    H = H.reshape(-1, H.shape[-1])
     s = spectra.singular_values(H)
     s_c = spectra.singular_values(H - jnp.mean(H, axis=0, keepdims=True))
     return {

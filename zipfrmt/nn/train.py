@@ -38,7 +38,7 @@ from jaxtyping import Array, Float, Int
 
 import zipfrmt
 from zipfrmt.nn import checkpoint, probes
-from zipfrmt.nn.collapse import COLLAPSE_CRITERION, collapse_verdict
+from zipfrmt.nn.collapse import COLLAPSE_CRITERION, judge
 from zipfrmt.nn.config import TrainConfig, config_to_json, validate
 from zipfrmt.nn.data import (
     TokenData,
@@ -109,8 +109,11 @@ def train_step(
 def _holds_run(out: Path) -> bool:
     """Whether a folder holds (part of) a run: a history or a checkpoint, not just the config of a run that never
     got as far as its first checkpoint."""
-    if (out / HISTORY_FILE).exists():
-        return True
+    return (out / HISTORY_FILE).exists() or _has_checkpoint(out)
+
+
+def _has_checkpoint(out: Path) -> bool:
+    """Whether a run folder holds a checkpoint (a step folder under ``checkpoints``)."""
     ckpt = out / "checkpoints"
     return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
 
@@ -266,10 +269,11 @@ def train(
 
     Returns:
       The history ``xarray.Dataset`` (dim ``step``); attrs: ``config`` (JSON), ``zipfrmt_version``, ``status``
-      (``ok``/``diverged``/``collapsed``/``interrupted``), ``reason``, ``stopped_at`` (−1 if it ran to the end),
-      ``unigram_entropy`` (of the training stream), ``unigram_loss`` (the training unigram's cross-entropy on
-      the evaluation windows), ``eval_windows``, ``collapse_criterion``, ``data``, ``n_params``,
-      ``tokens_per_step``.
+      (``ok``/``diverged``/``collapsed``/``interrupted``; a run with no quantized site is never ``collapsed``:
+      stuck at the unigram level it stays ``ok`` and its ``reason`` says it is undertrained), ``reason``,
+      ``stopped_at`` (−1 if it ran to the end), ``unigram_entropy`` (of the training stream), ``unigram_loss``
+      (the training unigram's cross-entropy on the evaluation windows), ``eval_windows``, ``collapse_criterion``,
+      ``data``, ``n_params``, ``tokens_per_step``.
     """
     config = validate(config)
     out = _open_out_dir(out_dir, config)  # before the corpus, which may take long to build
@@ -334,10 +338,8 @@ def train(
         "collapse_criterion": COLLAPSE_CRITERION, "data": data.description,
         "n_params": int(sum(x.size for x in jax.tree.leaves(params))),
         "tokens_per_step": int(config.batch_size * config.context)})
-    if status == "ok":
-        collapsed, why = collapse_verdict(ds, reference, config)
-        if collapsed:
-            ds.attrs["status"], ds.attrs["reason"] = "collapsed", why
+    if status == "ok":  # a run with no quantized site is not "collapsed", at most undertrained (the reason)
+        ds.attrs["status"], ds.attrs["reason"] = judge(ds, reference, config)
     if out is not None:
         write_history(ds, out)
     if user_stop:
@@ -363,18 +365,34 @@ def trained_model(
 ) -> nnx.Module:
     """The model of a finished run, restored from the last checkpoint in ``out_dir``.
 
+    ``config`` must be the run's config exactly — ``steps`` included, since the steps are part of the run (its
+    schedule, its checkpoints and its history): a folder whose ``config.json`` differs raises a ValueError
+    naming the fields that differ. Nothing is created on disk: a missing folder or a folder without a
+    checkpoint raises FileNotFoundError.
+
     ``extra_transform``: the one the run was trained with (its state is part of the checkpoint, so the
     restore template needs it; e.g. :func:`zipfrmt.mitigate.s2d.s2d`).
     """
     config = validate(config)
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"out_dir: expected the folder of a run, got '{out}', which "
+                                + ("is a file" if out.exists() else "does not exist"))
+    saved = out / CONFIG_FILE
+    if saved.exists() and (text := saved.read_text(errors="replace")) != config_to_json(config):
+        raise ValueError(f"out_dir: '{out}' holds a run of a different config (it differs in "
+                         f"{', '.join(_differences(text, config)) or 'its JSON text'}); pass the config the run "
+                         "was trained with")
+    if not _has_checkpoint(out):
+        raise FileNotFoundError(f"out_dir: no checkpoint in '{out}'")
     graphdef, template, rest, params = checkpoint.split(build_model(config))
     opt_state = make_optimizer(config, extra_transform).init(params)
-    mgr = checkpoint.manager(Path(out_dir))
+    mgr = checkpoint.manager(out)
     try:
         found = checkpoint.latest(mgr, {"params": params, "opt_state": opt_state,
                                         "history": new_history(config.steps)})
     finally:
         mgr.close()
     if found is None:
-        raise FileNotFoundError(f"out_dir: no checkpoint in '{out_dir}'")
+        raise FileNotFoundError(f"out_dir: no checkpoint in '{out}'")
     return checkpoint.merge(graphdef, template, rest, found[1]["params"])
