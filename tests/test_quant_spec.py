@@ -18,6 +18,7 @@ CANONICAL = ["int8-tensor", "int4-row", "int3-group32", "int4-row-stochastic", "
              "nf4", "nf4-group64", "fp8_e4m3", "fp8_e4m3-tensor", "fp8_e5m2", "mxfp4", "nvfp4"]
 
 W = jax.random.normal(jax.random.key(0), (128, 64))
+W_WIDE = jax.random.normal(jax.random.key(0), (128, 256))  # for formats with blocks longer than 64 (tq1_0: 256)
 
 
 @pytest.mark.parametrize("text", CANONICAL)
@@ -78,16 +79,18 @@ def test_bad_fields_are_errors_when_the_spec_is_made():
 def test_one_entry_point_for_every_format(name):
     """quantize, fake_quant and the prediction treat every registered format alike."""
     spec = QuantSpec(bits=4, granularity="row") if name == "int" else QuantSpec(format=name)
-    r = quant.quantize(W, spec)
+    block = FORMATS[name].block or 1
+    M = W if block <= W.shape[1] else W_WIDE[:, :block]  # rows of whole blocks (tq1_0, tq2_0: 256)
+    r = quant.quantize(M, spec)
     assert r.spec == spec and r.regime in ("widrow", "dead-zone")
-    assert r.noise_var_measured == pytest.approx(float(jnp.mean((r.dequantized - W) ** 2)), rel=1e-5)
+    assert r.noise_var_measured == pytest.approx(float(jnp.mean((r.dequantized - M) ** 2)), rel=1e-5)
     assert 0 < r.noise_var_model and 0 < r.bussgang_gain <= 1.05 and r.residual_var >= 0
-    fq = quant.fake_quant(W, spec)
+    fq = quant.fake_quant(M, spec)
     np.testing.assert_array_equal(np.asarray(fq), np.asarray(r.dequantized))
-    g = jax.grad(lambda w: jnp.sum(quant.fake_quant(w, spec) * 2.0))(W)
+    g = jax.grad(lambda w: jnp.sum(quant.fake_quant(w, spec) * 2.0))(M)
     np.testing.assert_array_equal(np.asarray(g), 2.0)  # straight-through: nothing is clipped
-    s = np.asarray(spectra.singular_values(W), np.float64)
-    pred = rmt.predict_from_result(s, *W.shape, r)
+    s = np.asarray(spectra.singular_values(M), np.float64)
+    pred = rmt.predict_from_result(s, *M.shape, r)
     assert pred.model == ("additive" if r.regime == "widrow" else "bussgang")
     assert np.isfinite(pred.stable_rank) and pred.truncation_index >= 0
 
