@@ -10,6 +10,9 @@ Run: ``.venv/bin/python bench/models.py [--repeat N]``.
   safetensors file of 9 matrices (an embedding and 4 layers of two linears) at 4 specs, against the float32
   Gram matrices of every tensor (``WᵀW``, NumPy/OpenBLAS) — the floor of any spectral analysis — and the
   peak resident memory of the process against the largest tensor.
+* ``bench_vs_weightwatcher``: the same model at the 20 default specs against one ``WeightWatcher.analyze``
+  pass (the ``bench`` extra; WeightWatcher reads safetensors through torch, so a CPU build of torch is needed
+  too — skipped with the reason when either is missing).
 """
 
 from __future__ import annotations
@@ -71,12 +74,48 @@ def bench_model_analysis(repeat: int) -> None:
           f"{max(after - before, 0) / largest:.1f}× the largest tensor over the compiled run")
 
 
+def bench_vs_weightwatcher(repeat: int) -> None:
+    """Every 2-D tensor at 20 specs (``--bits 8,6,4,3,2 --granularity tensor,row,column,group32``, the CLI's
+    default grid) against one pass of WeightWatcher's ``analyze`` over the same safetensors folder."""
+    try:
+        import torch  # noqa: F401  (WeightWatcher opens safetensors through torch)
+        import weightwatcher as ww
+    except ImportError as exc:
+        print(f"vs WeightWatcher: skipped ({exc}); install the bench extra (pip install -e '.[bench]') and a CPU "
+              "build of torch (pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+        return
+    from safetensors.numpy import save_file
+
+    from zipfrmt import analyze, model_analysis
+
+    rng = np.random.default_rng(0)
+    tensors = {"embed.weight": rng.standard_normal((4096, 256)).astype(np.float32)}
+    for i in range(4):
+        tensors[f"layers.{i}.attn.weight"] = rng.standard_normal((256, 256)).astype(np.float32)
+        tensors[f"layers.{i}.mlp.weight"] = rng.standard_normal((1024, 256)).astype(np.float32)
+    specs = analyze.spec_grid([8, 6, 4, 3, 2], ["tensor", "row", "column", "group32"], ["nearest"])
+    with tempfile.TemporaryDirectory() as d:
+        save_file(tensors, str(Path(d) / "model.safetensors"))
+        watcher = ww.WeightWatcher(model=d)
+        t0 = time.perf_counter()
+        watcher.analyze()
+        t_ww = time.perf_counter() - t0
+        model_analysis.analyze_model(Path(d) / "model.safetensors", specs[:2], Path(d) / "warm",
+                                     progress=lambda m: None)  # compile the spectral kernels once
+        t0 = time.perf_counter()
+        model_analysis.analyze_model(Path(d) / "model.safetensors", specs, Path(d) / "out", progress=lambda m: None)
+        ours = time.perf_counter() - t0
+    print(f"vs WeightWatcher {ww.__version__}: 9 tensors at {len(specs)} specs took {ours / t_ww:.1f}× one "
+          "WeightWatcher analyze pass over the same folder (goal ≤ 2×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     bench_ggml_formats(args.repeat)
     bench_model_analysis(args.repeat)
+    bench_vs_weightwatcher(args.repeat)
 
 
 if __name__ == "__main__":
