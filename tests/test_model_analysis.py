@@ -184,3 +184,20 @@ def test_a_reference_without_the_tensor_or_with_another_shape_is_refused_before_
                                          r"\[128, 64\]"):
         ma.analyze_model(q, ["int8-row"], tmp_path / "b", tensors=["token_embd*"], reference=other)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_file_rewritten_in_place_is_not_resumed_from_its_old_results(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"w": np.eye(8, dtype=np.float32) * 16}, str(path))
+    ma.analyze_model(path, ["int8-row"], tmp_path / "o", progress=lambda m: None)
+    save_file({"w": np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)}, str(path))
+    with pytest.raises(ValueError, match="out: .* holds an analysis of another file"):
+        ma.analyze_model(path, ["int8-row"], tmp_path / "o", progress=lambda m: None)
+
+
+def test_cli_names_its_options_in_errors(model_file, tmp_path, capsys):
+    from zipfrmt.cli import main
+
+    path, _ = model_file
+    assert main(["analyze", str(path), "--tensors", "nothing*", "--quant", "int8-row"]) == 2
+    assert "error: --tensors: pattern 'nothing*' matches no tensor" in capsys.readouterr().err

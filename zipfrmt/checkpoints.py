@@ -22,7 +22,8 @@ import numpy as np
 
 from zipfrmt.checks import check_float32_range, check_float_dtype, describe
 
-__all__ = ["SUPPORTED_EXTENSIONS", "check_matrix_tensor", "list_tensors", "load_matrix"]
+__all__ = ["SHARD_INDEX", "SUPPORTED_EXTENSIONS", "check_matrix_tensor", "fingerprint", "is_float_dtype",
+           "list_tensors", "load_matrix"]
 
 
 #: File types :func:`load_matrix` and :func:`list_tensors` read (and a folder holding :data:`SHARD_INDEX`).
@@ -258,6 +259,20 @@ def _shards(index: Path) -> dict[Path, list[str]]:
     return out
 
 
+def is_float_dtype(path: str | Path, dtype: str) -> bool:
+    """Whether ``dtype`` — a type name :func:`list_tensors` reports for ``path`` — is one :func:`load_matrix` reads
+    as a floating-point matrix."""
+    return _is_float(_check_path(path)[1], str(dtype))
+
+
+def fingerprint(path: str | Path) -> list[list[Any]]:
+    """``[[file, size, mtime_ns], …]`` of the file(s) a checkpoint is read from (every shard of a folder): a file
+    rewritten in place gets another fingerprint."""
+    p, ext = _check_path(path)
+    files = [p] if ext != ".safetensors.index.json" else [p, *sorted(_shards(p))]
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
 def _is_float(ext: str, kind: str) -> bool:
     """Whether a dtype name of :func:`list_tensors` is a floating-point type :func:`load_matrix` reads."""
     if ext in (".safetensors", ".safetensors.index.json"):
@@ -338,7 +353,12 @@ def load_matrix(
         name = _pick(p, tensor, list(listing), {n: s for n, (s, _) in listing.items()})
         shape, kind = listing[name]
         _check_matrix_meta(p, name, shape, kind, _is_float(ext, kind))
-        W = load_gguf_matrix(p, name, out_dtype)
+        if kind == "F64" and out_dtype == np.float32:  # float64 → float32 would turn large entries to inf
+            W = load_gguf_matrix(p, name, np.float64)
+            _check_fits_float32(p, name, W)
+            W = W.astype(np.float32)
+        else:
+            W = load_gguf_matrix(p, name, out_dtype)
         return W.T if transpose else W
     if ext == ".safetensors":
         entries = _read_safetensors_header(p)

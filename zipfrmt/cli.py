@@ -255,8 +255,19 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
                          "along the contraction axis)")
     patterns = parse_list(args.tensors)
     out = Path(args.out) if args.out else Path(str(Path(args.file).resolve()).rstrip("/") + ".analysis")
-    result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
-                                          reference=args.reference)
+    try:
+        result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
+                                              reference=args.reference)
+    except ValueError as exc:  # name the command-line options, not the function's parameters
+        msg = str(exc)
+        for name in ("tensors", "out", "reference"):
+            if msg.startswith(name + ":"):
+                raise ValueError("--" + msg) from None
+        raise
+    except KeyboardInterrupt:
+        print(f"zipfrmt analyze: interrupted; the finished tensors are kept in {out}/tensors — run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
     ds = model_analysis.to_dataset(result)
     print(model_analysis.markdown(result))
     print(f"analysis of {len(result['tensors'])} tensors × {len(result['specs'])} specs in {out}/ "
@@ -511,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"zipfrmt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:  # out of host or device memory (XLA: RESOURCE_EXHAUSTED), I/O backends
+        print(f"zipfrmt {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def sharded_gram(W: Float[Array, "V d"] | np.ndarray, mesh: Mesh | None = None) 
 
 def sharded_singular_values(W: Float[Array, "V d"] | np.ndarray, mesh: Mesh | None = None) -> np.ndarray:
     """The ``d`` singular values of a tall ``W`` (``V ≥ d``), descending, from :func:`sharded_gram`."""
+    if W.shape[0] < W.shape[1]:
+        raise ValueError(f"W: expected a tall matrix (V ≥ d; its rows are sharded, its d×d Gram matrix reduced), got "
+                         f"{W.shape[0]}×{W.shape[1]}; pass Wᵀ, which has the same singular values")
     G = sharded_gram(W, mesh)
     lam = np.linalg.eigvalsh(G)[::-1]
     return np.sqrt(np.clip(lam, 0.0, None))

@@ -13,6 +13,7 @@ error that names the file, the tensor and the type.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,24 @@ ROW_BLOCK = 4096
 
 
 def _reader(p: Path) -> Any:
+    """The file's ``GGUFReader``, parsed once per file version (a large vocabulary takes seconds to parse, and a
+    whole-model run asks for every tensor)."""
+    st = p.stat()
+    return _cached_reader(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_reader(p: str, size: int, mtime_ns: int) -> Any:
     from gguf import GGUFReader
 
     try:
         return GGUFReader(p, "r")
+    except (OSError, MemoryError):
+        raise
     except Exception as exc:  # the reader raises ValueError, struct.error, IndexError… on a corrupt file
+        if "GGMLQuantizationType" in str(exc):
+            raise ValueError(f"{p}: holds a tensor type that gguf {_gguf_version()} does not know ({exc}); update "
+                             "gguf") from None
         raise ValueError(f"{p}: corrupt or truncated GGUF file ({type(exc).__name__}: {exc})") from None
 
 

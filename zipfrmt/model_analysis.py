@@ -40,17 +40,14 @@ __all__ = ["MODEL_FIELDS", "analyze_model", "select_tensors"]
 MODEL_FIELDS = ("stable_rank", "stable_rank_predicted", "stable_rank_inflation", "below_edge_fraction",
                 "truncation_index", "truncation_index_predicted", "rel_error", "zero_fraction", "bussgang_gain")
 
-_FLOATS = ("float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
-
-
-def _why_not(shape: tuple[int, ...], dtype: str) -> str | None:
-    """Why a tensor cannot be analysed as a matrix, or None."""
+def _why_not(shape: tuple[int, ...], dtype: str, path: str | Path) -> str | None:
+    """Why a tensor cannot be analysed as a matrix, or None (the float types are the loader's own)."""
     if len(shape) != 2:
         return f"{len(shape)}-D (shape {list(shape)}), not a matrix"
     if min(shape) < 2:
         return f"shape {list(shape)}: a spectrum needs at least 2 rows and 2 columns"
-    if dtype not in _FLOATS and not dtype.upper().startswith(("Q", "TQ", "IQ", "MXFP", "F", "BF")):
-        return f"dtype {dtype}, not floating point"
+    if not checkpoints.is_float_dtype(path, dtype):
+        return f"dtype {dtype}, not a floating-point type zipfrmt reads"
     return None
 
 
@@ -72,7 +69,7 @@ def select_tensors(listing: dict[str, tuple[tuple[int, ...], str]], patterns: Se
         if not any(fnmatch.fnmatchcase(name, pat) for pat in patterns):
             skipped[name] = "not matched by --tensors"
             continue
-        why = _why_not(tuple(shape), str(dtype))
+        why = _why_not(tuple(shape), str(dtype), path)
         if why is None:
             selected.append(name)
         else:
@@ -173,10 +170,17 @@ def analyze_model(
             if tuple(ref_listing[name][0]) != tuple(listing[name][0]):
                 raise ValueError(f"reference: tensor {name!r} has shape {list(ref_listing[name][0])} in "
                                  f"{str(reference)!r} and {list(listing[name][0])} in {path}; expected the same")
+            why = _why_not(tuple(ref_listing[name][0]), str(ref_listing[name][1]), reference)
+            if why is not None:
+                raise ValueError(f"reference: tensor {name!r} in {str(reference)!r} cannot be read as a matrix: {why}")
     out = Path(out)
     config = {"file": str(Path(path).resolve()), "specs": [s.label for s in specs], "seed": int(seed),
               "tensors": list(tensors), "version": zipfrmt.__version__,
-              "reference": None if reference is None else str(Path(reference).resolve())}
+              "reference": None if reference is None else str(Path(reference).resolve()),
+              # what the files hold: a file rewritten in place is another analysis, not a resume
+              "listing": {n: [list(sh), str(dt)] for n, (sh, dt) in listing.items()},
+              "stat": checkpoints.fingerprint(path),
+              "reference_stat": None if reference is None else checkpoints.fingerprint(reference)}
     _prepare_out(out, config)
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     reports = []
@@ -185,11 +189,15 @@ def analyze_model(
         shape, dtype = listing[name]
         if f.exists():
             try:
-                reports.append(json.loads(f.read_text()))
+                rep = json.loads(f.read_text())
+                if (rep.get("tensor"), list(rep.get("shape", [])), rep.get("stored_dtype")) != (
+                        name, list(shape), str(dtype)):
+                    raise ValueError("another tensor")
+                reports.append(rep)
                 say(f"[{i + 1}/{len(selected)}] {name} {list(shape)}: read from {f.name}")
                 continue
-            except (OSError, ValueError):
-                say(f"[{i + 1}/{len(selected)}] {name}: unreadable {f.name}, recomputing")
+            except (OSError, ValueError, AttributeError, TypeError):
+                say(f"[{i + 1}/{len(selected)}] {name}: unreadable or stale {f.name}, recomputing")
         say(f"[{i + 1}/{len(selected)}] {name} {list(shape)} {dtype}: {len(specs)} specs")
         W = checkpoints.load_matrix(path if reference is None else reference, tensor=name)
         rep = analyze.analyze_matrix(W, specs, name=name, seed=seed)
