@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -523,3 +524,35 @@ def test_spiked_map_and_overlaps_are_homogeneous_where_theta_to_the_fourth_would
 def test_a_result_float32_cannot_hold_is_a_named_error_not_inf_or_zero(call):
     with pytest.raises(ValueError, match="noise_var: expected a scale whose results fit float32"):
         call()
+
+
+def test_profile_prediction_follows_noise_aligned_with_the_top_singular_vector():
+    # The review's case: an outlier column (×10) with per-column scales, rated widrow. Its noise variance is
+    # 100× the others' along v_1: the i.i.d. spiked map misses r_s by 2.5-3%, the profile shift does not.
+    from zipfrmt import bounds, quant, spectra
+
+    W = np.asarray(bounds.outlier_column_matrix(jax.random.key(0), 4096, 512, 10.0), np.float64)
+    U, S, Vt = np.linalg.svd(W, full_matrices=False)
+    r = quant.quantize(W.astype(np.float32), "int4-column")
+    assert r.regime == "widrow"
+    sq = np.asarray(spectra.singular_values(r.dequantized), np.float64)
+    measured = np.sum(sq**2) / sq[0] ** 2
+    iid = rmt.predict_from_result(S, 4096, 512, r)
+    prof = rmt.predict_with_profile(S, 4096, 512, r, U[:, 0], Vt[0])
+    assert abs(iid.stable_rank / measured - 1) > 0.02
+    assert prof.model == "additive-profile" and prof.stable_rank == pytest.approx(measured, rel=0.005)
+    assert prof.sigma1 == pytest.approx(sq[0], rel=3e-3)  # iid: 1.2% off
+
+
+def test_profile_prediction_equals_the_iid_one_for_constant_steps_and_falls_back_elsewhere():
+    from zipfrmt import embeddings, quant
+
+    W = np.asarray(embeddings.power_law_matrix(jax.random.key(1), 1024, 128, 0.5), np.float64)
+    U, S, Vt = np.linalg.svd(W, full_matrices=False)
+    r = quant.quantize(W.astype(np.float32), "int6-tensor")  # one step: every s_ij² is the same
+    iid, prof = rmt.predict_from_result(S, 1024, 128, r), rmt.predict_with_profile(S, 1024, 128, r, U[:, 0], Vt[0])
+    assert prof.sigma1 == pytest.approx(iid.sigma1, rel=1e-9) and prof.stable_rank == pytest.approx(iid.stable_rank)
+    dead = quant.quantize(W.astype(np.float32), "int2-tensor")
+    assert rmt.predict_with_profile(S, 1024, 128, dead, U[:, 0], Vt[0]).model == "bussgang"
+    with pytest.raises(ValueError, match="u1, v1: expected W's top singular vectors of lengths V = 1024 and d = 128"):
+        rmt.predict_with_profile(S, 1024, 128, r, U[:10, 0], Vt[0])

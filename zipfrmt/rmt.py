@@ -62,6 +62,7 @@ __all__ = [
     "predict_quantized",
     "predict_quantized_bussgang",
     "predict_top_singular_values",
+    "predict_with_profile",
     "spiked_overlaps",
     "spiked_singular_value",
 ]
@@ -919,7 +920,8 @@ def predict_quantized_bussgang(
     return _predict(s, V, d, s2, g, "bussgang", bulk, window, "predict_quantized_bussgang")
 
 
-#: How :func:`predict_from_result` models the quantized matrix.
+#: How :func:`predict_from_result` models the quantized matrix (:func:`predict_with_profile` adds
+#: ``"additive-profile"``).
 MODELS = ("auto", "additive", "additive-measured", "bussgang")
 
 
@@ -965,6 +967,66 @@ def predict_from_result(
     noise_var = result.noise_var_model if model == "additive" else result.noise_var_measured
     pred = predict_quantized(sigma, V, d, float(noise_var), bulk=bulk, rank_window=rank_window)
     return dataclasses.replace(pred, model=model)
+
+
+def _entry_variances(result: Any, V: int, d: int) -> np.ndarray:
+    """The additive model's variance of every entry, ``Δ_ij²/12`` (uniform grid, nearest rounding), in float64,
+    from the result's steps in their layout: a scalar, ``(V, 1)``, ``(1, d)`` or ``(V, ⌈d/g⌉)`` (ragged last)."""
+    step = np.asarray(result.scale, np.float64)
+    if step.ndim == 0:
+        step = step.reshape(1, 1)
+    if step.shape[1] not in (1, d):  # groups along a row
+        g = result.spec.group_size
+        step = np.repeat(step, g, axis=1)[:, :d]
+    return np.broadcast_to(step**2 / 12.0, (V, d))
+
+
+def predict_with_profile(
+    sigma: Float[Array, " k"],
+    V: int,
+    d: int,
+    result: Any,
+    u1: Float[Array, " V"],
+    v1: Float[Array, " d"],
+    *,
+    bulk: str = "mp",
+    rank_window: tuple[int, int | None] | None = None,
+) -> QuantizedPrediction:
+    """:func:`predict_from_result`'s additive prediction with the top singular value moved by the noise's
+    *variance profile* along the top singular vectors, for noise aligned with the signal.
+
+    With per-row, per-column or per-group steps the entries of ``E`` have variances ``s_ij² = Δ_ij²/12`` that
+    differ, and when the large steps sit on the top singular vectors (an outlier dimension with its own column
+    scale) the i.i.d. spiked map misses the shift of ``σ_1``. To first order in the noise,
+    ``E‖Qv_1‖² = σ_1² + Σ_ij s_ij² v_1j²`` and ``E‖Qᵀu_1‖²`` likewise, so
+
+        σ̃_1² = σ_1² + Σ_ij s_ij² (u_1i² + v_1j²) + s̄⁴ V d / σ_1²,
+
+    which is the spiked map's ``σ_1² + s²(V + d) + s⁴Vd/σ_1²`` when every ``s_ij² = s̄²``; the last term keeps the
+    map's second order with the mean variance ``s̄²``. The stable rank is the expected energy over it. ``u1``,
+    ``v1``: W's top left and right singular vectors (unit norm). Uniform (``int``) nearest-rounding results in the
+    ``widrow`` regime only; anything else returns :func:`predict_from_result` unchanged (``model`` says which).
+    """
+    V, d = _check_shape(V, d)
+    base = predict_from_result(sigma, V, d, result, bulk=bulk, rank_window=rank_window)
+    if base.model != "additive" or result.spec.format != "int" or result.spec.rounding != "nearest":
+        return base
+    u = _as_array(u1, "u1", ndim=1)
+    v = _as_array(v1, "v1", ndim=1)
+    if u.size != V or v.size != d:
+        raise ValueError(f"u1, v1: expected W's top singular vectors of lengths V = {V} and d = {d}, got {u.size} "
+                         f"and {v.size}")
+    u, v = u / np.linalg.norm(u), v / np.linalg.norm(v)
+    var = _entry_variances(result, V, d)
+    s1 = float(np.asarray(sigma, np.float64)[0])
+    mean_var = float(var.mean())
+    shift = float(u**2 @ var.sum(axis=1) + var.sum(axis=0) @ v**2)
+    sigma1 = math.sqrt(s1 * s1 + shift + (mean_var**2 * V * d / (s1 * s1) if s1 > 0 else 0.0))
+    energy = base.stable_rank * base.sigma1**2  # the expected energy of the additive prediction
+    pred = np.asarray(base.sigma, np.float64).copy()
+    pred[0] = max(sigma1, pred[1] if pred.size > 1 else 0.0)
+    return dataclasses.replace(base, sigma=jnp.asarray(pred), sigma1=sigma1, stable_rank=energy / sigma1**2,
+                               model="additive-profile")
 
 
 def count_above_floor(sigma_q: Float[Array, " r"], prediction: QuantizedPrediction) -> int:

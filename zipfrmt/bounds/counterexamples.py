@@ -12,7 +12,9 @@ what is measured, so that the report shows the limits of the theory beside its s
   ``r_s(Q) > r_s(W)`` ⇔ ``‖E‖_F² + 2⟨W, E⟩ > r_s(W)(‖Q‖₂² − ‖W‖₂²)`` (expand ``‖Q‖_F² = ‖W‖_F² + 2⟨W,E⟩ + ‖E‖_F²``),
   and the dead zone's ``⟨W, E⟩ < 0`` removes energy. With per-column scales (rated ``widrow``) the noise variance
   of column 0 is ``factor²`` times the others', aligned with the top right singular vector: ``σ_1(Q)²`` moves
-  by about ``V·s_0²`` instead of the i.i.d. ``(V + d)s²``, and the i.i.d. prediction misses.
+  by about ``V·s_0²`` instead of the i.i.d. ``(V + d)s²``, and the i.i.d. prediction misses;
+  :func:`zipfrmt.rmt.predict_with_profile`, which moves ``σ_1`` by the variance profile along W's top singular
+  vectors, does not.
 * ``power-law`` — ``σ_k = k^(−a)`` with Haar vectors, square or nearly so, with a slow decay: every σ_k lies
   above the threshold and the noise bulk (which for ``V = d`` reaches 0) decays faster than the signal, so
   ``a(Q) > a(W)`` inside the Widrow regime — P5's ``a(Q) < a(W)`` fails. The spiked map applied value by value
@@ -110,7 +112,9 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
     prediction of :func:`zipfrmt.rmt.predict_from_result` with its ``auto`` model, recorded as ``model``);
     ``exponent_full``/``_measured`` and ``exponent_predicted_mp``/``_ds`` (the MP bulk with the spiked map, and
     the Dozier–Silverstein law — NaN unless the claim is about the exponent), all over every rank;
-    ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
+    ``stable_rank_predicted_profile`` (:func:`zipfrmt.rmt.predict_with_profile`: the additive prediction with
+    ``σ_1`` moved by the noise's variance profile along W's top singular vectors; the plain prediction where it
+    does not apply); ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
     ``sigma1_shift_iid`` ``σ̃_1² − (gσ_1)²``, the shift the model predicts for its signal ``gσ_1`` (g = 1 for the
     additive model); ``holds`` — whether the claim held (for
     ``"r_s(Q) predicted"``: within 1%, the Widrow-regime accuracy the package states).
@@ -123,6 +127,8 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
     pred = rmt.predict_from_result(sigma_w, case.V, case.d, res)
     ds = (rmt.predict_from_result(sigma_w, case.V, case.d, res, bulk="dozier-silverstein")
           if case.claim == "a(Q) < a(W)" else None)  # the DS law on a 4096×512 matrix takes seconds
+    U, _, Vt = np.linalg.svd(np.asarray(W, np.float64), full_matrices=False)
+    prof = rmt.predict_with_profile(sigma_w, case.V, case.d, res, U[:, 0], Vt[0])
     out = {
         "regime": res.regime,
         "model": pred.model,
@@ -130,6 +136,7 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
         "stable_rank_full": _stable_rank(sigma_w),
         "stable_rank_measured": _stable_rank(sigma_q),
         "stable_rank_predicted": float(pred.stable_rank),
+        "stable_rank_predicted_profile": float(prof.stable_rank),
         "exponent_full": float(spectra.rank_decay_exponent(sigma_w).a),
         "exponent_measured": float(spectra.rank_decay_exponent(sigma_q).a),
         "exponent_predicted_mp": float(pred.decay.a),
