@@ -25,6 +25,24 @@ def lapack_sv(W: np.ndarray) -> np.ndarray:
     return np.linalg.svd(np.asarray(W, np.float64), compute_uv=False)
 
 
+def write_gguf(path: Path, tensors: dict) -> Path:
+    """A GGUF file written with llama.cpp's own ``gguf.GGUFWriter``; ``tensors``: name → float array, or
+    (raw quantized bytes, GGMLQuantizationType)."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    for name, t in tensors.items():
+        if isinstance(t, tuple):
+            w.add_tensor(name, t[0], raw_dtype=t[1])
+        else:
+            w.add_tensor(name, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
 @pytest.fixture
 def text_data() -> Path:
     assert DATA_DIR.is_dir(), f"the repository's texts are missing from {DATA_DIR}"

@@ -10,6 +10,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 import safetensors.numpy
+from conftest import write_gguf
 
 from zipfrmt import checkpoints as CK
 
@@ -345,22 +346,6 @@ def test_check_matrix_tensor_checks_from_the_headers_what_load_matrix_needs(tmp_
 # ---------------------------------------------------------------------------------------------------------
 # GGUF (written with gguf.GGUFWriter) and sharded safetensors folders
 # ---------------------------------------------------------------------------------------------------------
-
-
-def write_gguf(path, tensors: dict) -> None:
-    """``tensors``: name → float array, or (raw quantized bytes, GGMLQuantizationType)."""
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), "llama")
-    for name, t in tensors.items():
-        if isinstance(t, tuple):
-            w.add_tensor(name, t[0], raw_dtype=t[1])
-        else:
-            w.add_tensor(name, t)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import write_gguf
 from safetensors.numpy import save_file
 
 from zipfrmt import model_analysis as ma
@@ -112,35 +113,11 @@ def test_cli_analyses_a_whole_model_and_draws_the_model_level_picture(model_file
 
 
 def test_cli_lists_a_gguf_file_with_stored_types(tmp_path, capsys):
-    import gguf
-
     from zipfrmt.cli import main
 
-    path = tmp_path / "m.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tensor("token_embd.weight", np.ones((8, 32), np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf(tmp_path / "m.gguf", {"token_embd.weight": np.ones((8, 32), np.float16)})
     assert main(["list", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "token_embd.weight\t[8, 32]\tF16"
-
-
-def _gguf(path, tensors):
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), "llama")
-    for name, t in tensors.items():
-        if isinstance(t, tuple):
-            w.add_tensor(name, t[0], raw_dtype=t[1])
-        else:
-            w.add_tensor(name, t)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +129,8 @@ def shipped(tmp_path_factory):
     rng = np.random.default_rng(2)
     E = (rng.standard_normal((128, 64)) * np.arange(1, 65) ** -0.8).astype(np.float32)
     L = rng.standard_normal((64, 64)).astype(np.float32)
-    ref = _gguf(d / "model-f32.gguf", {"token_embd.weight": E, "blk.0.ffn.weight": L})
-    q = _gguf(d / "model-q4_0.gguf", {"token_embd.weight": (quants.quantize(E, T.Q4_0), T.Q4_0),
+    ref = write_gguf(d / "model-f32.gguf", {"token_embd.weight": E, "blk.0.ffn.weight": L})
+    q = write_gguf(d / "model-q4_0.gguf", {"token_embd.weight": (quants.quantize(E, T.Q4_0), T.Q4_0),
                                        "blk.0.ffn.weight": (quants.quantize(L, T.Q8_0), T.Q8_0)})
     return ref, q, E
 
@@ -176,10 +153,10 @@ def test_a_shipped_gguf_is_compared_with_its_reference_export(shipped, tmp_path)
 
 def test_a_reference_without_the_tensor_or_with_another_shape_is_refused_before_any_work(shipped, tmp_path):
     ref, q, E = shipped
-    partial = _gguf(tmp_path / "partial.gguf", {"token_embd.weight": E})
+    partial = write_gguf(tmp_path / "partial.gguf", {"token_embd.weight": E})
     with pytest.raises(ValueError, match=r"reference: .* has no tensor 'blk.0.ffn.weight'"):
         ma.analyze_model(q, ["int8-row"], tmp_path / "a", reference=partial)
-    other = _gguf(tmp_path / "other.gguf", {"token_embd.weight": E[:, :32]})
+    other = write_gguf(tmp_path / "other.gguf", {"token_embd.weight": E[:, :32]})
     with pytest.raises(ValueError, match=r"reference: tensor 'token_embd.weight' has shape \[128, 32\] in .* and "
                                          r"\[128, 64\]"):
         ma.analyze_model(q, ["int8-row"], tmp_path / "b", tensors=["token_embd*"], reference=other)

@@ -71,6 +71,21 @@ def prediction_fields(pred: rmt.QuantizedPrediction, s_q: Float[np.ndarray, " r"
     }
 
 
+def _quantized_row(head: dict[str, Any], s_q: np.ndarray, shape: tuple[int, int], stats: dict[str, Any],
+                   pred: rmt.QuantizedPrediction) -> dict[str, Any]:
+    """One row of the ``"quantized"`` list: ``head`` (spec, format, …), the spectral measures of ``Q`` from its
+    singular values ``s_q``, its noise statistics and the prediction beside them."""
+    fields = spectral_fields(spectra.summarize_spectrum(s_q, shape))
+    return {
+        **head,
+        **{k: fields[k] for k in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent",
+                                  "rank_window", "esd_alpha", "sigma_max", "sigma_min")},
+        **{k: v for k, v in stats.items() if k != "error_mean"},
+        **prediction_fields(pred, s_q),
+        "reasons": fields["reasons"],
+    }
+
+
 def check_specs(specs: Iterable[QuantSpec | str], shape: tuple[int, ...], name: str = "W") -> list[QuantSpec]:
     """Every spec as a :class:`~zipfrmt.quant.QuantSpec`, checked against the matrix shape before any work."""
     out = [as_spec(s, "specs") for s in specs]
@@ -124,19 +139,9 @@ def analyze_matrix(
         pred = rmt.predict_from_result(s_fp, *shape, q)
         spectra_q.append(s_q)
         spectra_pred.append(np.asarray(pred.sigma, np.float64))
-        fields = spectral_fields(spectra.summarize_spectrum(s_q, shape))
-        rows.append({
-            "spec": spec.label,
-            "format": spec.format,
-            "bits": spec.bits,
-            "granularity": spec.granularity_label,
-            "rounding": spec.rounding,
-            **{k: fields[k] for k in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent",
-                                      "rank_window", "esd_alpha", "sigma_max", "sigma_min")},
-            **{k: v for k, v in q.stats().items() if k != "error_mean"},
-            **prediction_fields(pred, s_q),
-            "reasons": fields["reasons"],
-        })
+        head = {"spec": spec.label, "format": spec.format, "bits": spec.bits,
+                "granularity": spec.granularity_label, "rounding": spec.rounding}
+        rows.append(_quantized_row(head, s_q, shape, q.stats(), pred))
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
     if keep_spectra:
         report["spectra"] = {"fp": s_fp, "quantized": spectra_q, "predicted": spectra_pred}
@@ -168,15 +173,8 @@ def compare_stored(
                                             stats["bussgang_gain"])
 
     pred = rmt.predict_from_result(s_fp, *shape, types.SimpleNamespace(**stats))  # the fields a result has
-    fields = spectral_fields(spectra.summarize_spectrum(s_q, shape))
-    return {
-        "spec": label, "format": "stored", "bits": None, "granularity": None, "rounding": None,
-        **{k: fields[k] for k in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent",
-                                  "rank_window", "esd_alpha", "sigma_max", "sigma_min")},
-        **{k: v for k, v in stats.items() if k != "error_mean"},
-        **prediction_fields(pred, s_q),
-        "reasons": fields["reasons"],
-    }
+    head = {"spec": label, "format": "stored", "bits": None, "granularity": None, "rounding": None}
+    return _quantized_row(head, s_q, shape, stats, pred)
 
 
 def spec_grid(bits: Sequence[int], granularities: Sequence[str], roundings: Sequence[str]) -> list[QuantSpec]:

@@ -342,10 +342,11 @@ def load_matrix(
     out_dtype = check_float_dtype(dtype)
 
     if ext == ".safetensors.index.json":
-        listing = list_tensors(p)  # every shard's header: a missing shard is an error before any read
-        name = _pick(p, tensor, list(listing), {n: s for n, (s, _) in listing.items()})
-        shard = next(f for f, names in _shards(p).items() if name in names)
-        return load_matrix(shard, tensor=name, transpose=transpose, dtype=out_dtype)
+        shards = _shards(p)  # the index alone (every shard must exist); the shard's own header is read below
+        owner = {name: f for f, names in shards.items() for name in names}
+        name = tensor if tensor in owner else _pick(  # only then every shard's header: errors list the shapes
+            p, tensor, list(owner), {n: sh for n, (sh, _) in list_tensors(p).items()})
+        return load_matrix(owner[name], tensor=name, transpose=transpose, dtype=out_dtype)
     if ext == ".gguf":
         from zipfrmt.gguf_io import load_gguf_matrix
 

@@ -17,6 +17,7 @@ process's devices (``jax.devices()``), and each process passes the rows it holds
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -43,6 +44,13 @@ def _local_gram(block: jax.Array) -> jax.Array:
     return jax.lax.psum(b.T @ b, "rows")
 
 
+@functools.lru_cache(maxsize=8)
+def _gram_program(mesh: Mesh) -> Any:
+    """The jitted sharded Gram for ``mesh`` (built once per mesh, so many tensors reuse its compilations)."""
+    return jax.jit(jax.shard_map(_local_gram, mesh=mesh, in_specs=PartitionSpec("rows", None),
+                                 out_specs=PartitionSpec(None, None)))
+
+
 def sharded_gram(W: Float[Array, "V d"] | np.ndarray, mesh: Mesh | None = None) -> np.ndarray:
     """``WᵀW`` in float64, its rows summed block by block on the devices of ``mesh`` (default :func:`row_mesh`).
 
@@ -60,8 +68,7 @@ def sharded_gram(W: Float[Array, "V d"] | np.ndarray, mesh: Mesh | None = None) 
             if pad:
                 W = np.concatenate([W, np.zeros((pad, W.shape[1]), W.dtype)])
             W = jax.device_put(W, NamedSharding(mesh, PartitionSpec("rows", None)))
-        gram = jax.jit(jax.shard_map(_local_gram, mesh=mesh, in_specs=PartitionSpec("rows", None),
-                                     out_specs=PartitionSpec(None, None)))(W)
+        gram = _gram_program(mesh)(W)
         return np.asarray(jax.device_get(gram), np.float64)
 
 
