@@ -1009,7 +1009,8 @@ def predict_with_profile(
     """
     V, d = _check_shape(V, d)
     base = predict_from_result(sigma, V, d, result, bulk=bulk, rank_window=rank_window)
-    if base.model != "additive" or result.spec.format != "int" or result.spec.rounding != "nearest":
+    spec = getattr(result, "spec", None)  # a result-like object without a spec has no steps to profile
+    if base.model != "additive" or spec is None or spec.format != "int" or spec.rounding != "nearest":
         return base
     u = _as_array(u1, "u1", ndim=1)
     v = _as_array(v1, "v1", ndim=1)
