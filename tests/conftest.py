@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The CLI's persistent compilation cache stays out of the tests (no writes to ~/.cache; each worker compiles
+# afresh); tests/test_cli.py turns it on in a folder of its own.
+os.environ["ZIPFRMT_COMPILATION_CACHE"] = "off"
 
 #: Real text for tests: the repository's own data/ (tinyshakespeare, wikitext2-valid, with their licences).
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"

@@ -156,6 +156,27 @@ def test_list_prints_names_shapes_and_dtypes(checkpoint, capsys):
     assert "wte.weight\t[1500, 96]" in out and "ln.bias\t[96]" in out
 
 
+@pytest.mark.parametrize("setting", ["folder", "off"])
+def test_compiled_programs_are_cached_on_disk_between_runs(tmp_path, setting):
+    """The CLI keeps XLA's compiled programs in ZIPFRMT_COMPILATION_CACHE (default: under XDG_CACHE_HOME);
+    ``off`` writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env["ZIPFRMT_COMPILATION_CACHE"] = str(tmp_path / "cache") if setting == "folder" else "off"
+    cmd = [sys.executable, "-m", "zipfrmt.cli", "report", "--V", "256", "--d", "32", "--bits", "4",
+           "--granularity", "row"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    if setting == "folder":
+        assert written and all((tmp_path / "cache") in p.parents for p in written)
+    else:
+        assert written == []
+
+
 def test_report_is_real_package_output(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["report", "--V", "1024", "--d", "64", "--bits", "8,2", "--granularity", "row",

@@ -178,3 +178,68 @@ def test_cli_names_its_options_in_errors(model_file, tmp_path, capsys):
     path, _ = model_file
     assert main(["analyze", str(path), "--tensors", "nothing*", "--quant", "int8-row"]) == 2
     assert "error: --tensors: pattern 'nothing*' matches no tensor" in capsys.readouterr().err
+
+
+def test_tensors_split_over_processes_are_each_computed_once_and_combined_by_the_last(model_file, tmp_path):
+    path, _ = model_file
+    out = tmp_path / "out"
+    msgs = []
+    first = ma.analyze_model(path, SPECS, out, process_id=1, num_processes=2, progress=msgs.append)
+    assert first["pending"] == ["embed.weight"] and [t["tensor"] for t in first["tensors"]] == ["layers.0.mlp.weight"]
+    assert not (out / "analysis.json").exists()  # nothing combined until every tensor is done
+    assert sum("specs" in m for m in msgs) == 1
+    msgs.clear()
+    last = ma.analyze_model(path, SPECS, out, process_id=0, num_processes=2, progress=msgs.append)
+    assert "pending" not in last and [t["tensor"] for t in last["tensors"]] == ["embed.weight", "layers.0.mlp.weight"]
+    assert sum("specs" in m for m in msgs) == 1 and any("read from" in m for m in msgs)
+    assert json.loads((out / "analysis.json").read_text())["tensors"][1]["tensor"] == "layers.0.mlp.weight"
+
+
+@pytest.mark.parametrize("pid,n,match", [(2, 2, r"process_id: expected an integer in \[0, 1\], got 2"),
+                                         (0, 0, r"num_processes: expected an integer in \[1, inf\], got 0")])
+def test_a_process_split_that_cannot_be_is_refused(model_file, tmp_path, pid, n, match):
+    with pytest.raises(ValueError, match=match):
+        ma.analyze_model(model_file[0], SPECS, tmp_path / "out", process_id=pid, num_processes=n)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--num-processes", "2", "--process-id", "2"], r"--process-id: expected an integer in \[0, 1\]"),
+    (["--num-processes", "2", "--coordinator", "node0"], r"--coordinator: expected HOST:PORT"),
+])
+def test_cli_process_options_are_checked_first(model_file, tmp_path, capsys, argv, match):
+    import re
+
+    from zipfrmt.cli import main
+
+    assert main(["analyze", str(model_file[0]), "--tensors", "*", "--quant", "int8-row", "--out",
+                 str(tmp_path / "o"), *argv]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_two_local_processes_joined_by_jax_distributed_analyse_a_model_once(model_file, tmp_path):
+    """``zipfrmt analyze --num-processes 2 --process-id I --coordinator localhost:PORT``, as on two hosts: each
+    process computes its own tensor, and process 0 writes the combined analysis after the barrier."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-m", "zipfrmt.cli", "analyze", str(model_file[0]), "--tensors", "*",
+                               "--quant", "int4-row", "--out", str(out), "--num-processes", "2", "--process-id",
+                               str(i), "--coordinator", f"localhost:{port}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    done = [p.communicate(timeout=300) for p in procs]
+    for p, (_, se) in zip(procs, done, strict=True):
+        assert p.returncode == 0, se[-3000:]
+    (out0, err0), (out1, err1) = done
+    assert "[1/2] embed.weight [96, 64] float32: 1 specs" in err0 and "embed.weight [96, 64] float32" not in err1
+    assert "[2/2] layers.0.mlp.weight [64, 64] float16: 1 specs" in err1
+    assert "| embed.weight |" in out0 and "| layers.0.mlp.weight |" in out0
+    result = json.loads((out / "analysis.json").read_text())
+    assert [t["tensor"] for t in result["tensors"]] == ["embed.weight", "layers.0.mlp.weight"]

@@ -138,11 +138,17 @@ def test_rank_measures_are_scale_free_wherever_the_dtype_holds_the_singular_valu
 
 @pytest.mark.parametrize("exponent", [-30, 0, 30])
 @pytest.mark.parametrize("kind", ["gaussian", "rank1"])
-def test_singular_values_auto_under_jit_equals_the_eager_call(exponent, kind):
+def test_singular_values_auto_under_jit_meets_the_eager_calls_accuracy(exponent, kind):
+    """Under jit "auto" runs the compiled kernels; eagerly, a CPU matrix goes to the host BLAS path. Two
+    algorithms, one guarantee: σ_1 to float32 precision, every σ_k within the documented SV_TOL·σ_1 of LAPACK
+    (a rank-1 matrix's zero σ come out as float32 Gram noise near 1e-4·σ_1 under jit, near 1e-8·σ_1 eagerly)."""
     W = at_magnitude(base_matrix(kind, (24, 8), 3), exponent, np.float32)
     eager = np.asarray(S.singular_values(W))
     jitted = np.asarray(jax.jit(S.singular_values)(jnp.asarray(W)))
-    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-6 * eager[0])
+    ref = lapack_sv(W)
+    assert jitted[0] == pytest.approx(eager[0], rel=1e-6)
+    for s in (eager, jitted):
+        np.testing.assert_allclose(s, ref, rtol=0, atol=SV_TOL["auto"] * ref[0])
 
 
 def test_singular_values_auto_under_jit_takes_the_float64_gram_for_a_wide_spectrum():

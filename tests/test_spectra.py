@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import hypothesis.extra.numpy as hnp
+import jax
 import jax.numpy as jnp
 import numpy as np
 import powerlaw
@@ -79,6 +80,34 @@ def test_auto_rule_falls_back_where_float32_gram_is_not_accurate_enough():
     assert S.gram_is_accurate(lapack_sv(power_law_np(1500, 200, 0.5))) is True
 
 
+def test_host_gram_in_blocks_is_more_accurate_than_one_float32_product():
+    """A matrix in CPU memory: float32 products in blocks of 4096 rows summed in float64 (NumPy's BLAS) err less
+    than XLA's single float32 ``WᵀW`` (the compiled kernel, taken under ``jax.jit``)."""
+    W = power_law_np(40000, 96, 1.5)
+    ref = lapack_sv(W)
+    host = rel_err(S.singular_values(W, "gram"), ref)
+    compiled = rel_err(jax.jit(lambda w: S.singular_values(w, "gram"))(W), ref)
+    assert host < compiled / 2
+
+
+@pytest.mark.parametrize("V,a,first", [(800, 0.5, np.float32), (800, 1.5, np.float64), (799, 0.5, np.float64)])
+def test_auto_on_the_host_takes_one_pass(monkeypatch, V, a, first):
+    """A spectrum already too wide in ~4d sampled rows goes straight to the float64 Gram matrix; a narrow one
+    takes one float32 pass (and only one: the rule accepts it); under 8d rows, one float64 pass."""
+    W = power_law_np(V, 100, a)
+    passes = []
+    real = S._host_sigma
+    monkeypatch.setattr(S, "_host_sigma", lambda W, e, dtype: passes.append(dtype) or real(W, e, dtype))
+    s = S.singular_values(W)
+    assert passes == [first]
+    assert rel_err(s, lapack_sv(W)) <= S.AUTO_RTOL
+
+
+def test_jax_and_numpy_inputs_on_the_cpu_agree():
+    W = power_law_np(3000, 80, 0.8)
+    np.testing.assert_array_equal(np.asarray(S.singular_values(jnp.asarray(W))), np.asarray(S.singular_values(W)))
+
+
 def test_wide_matrix_uses_the_smaller_gram():
     W = power_law_np(120, 700, 0.7)
     ref = lapack_sv(W)
@@ -119,8 +148,9 @@ def test_batched_equals_unbatched(method):
     Ws = np.stack([power_law_np(400, 60, a, seed=i) for i, a in enumerate([0.3, 0.6, 1.0, 1.4, 0.5])])
     sb = np.asarray(S.singular_values_batched(Ws, method))
     assert sb.shape == (5, 60)
-    for i, W in enumerate(Ws):
-        one = np.asarray(S.singular_values(W, "gram64" if method == "auto" else method))
+    for i, W in enumerate(Ws):  # against the compiled kernel (a NumPy input takes the host's BLAS path)
+        m = "gram64" if method == "auto" else method
+        one = np.asarray(jax.jit(lambda w, m=m: S.singular_values(w, m))(W))
         if method == "auto":  # the stack has a wide spectrum, so auto must have taken the float64 path
             np.testing.assert_allclose(sb[i], one, rtol=1e-6)
         else:
@@ -347,6 +377,8 @@ def test_fixed_xmin_above_the_tail_is_a_clear_error():
         (np.zeros((0, 4), np.float32), ValueError, r"W: expected a non-empty array"),
         (np.array([[1.0, np.nan], [0.0, 1.0]]), ValueError, r"W: expected finite entries, got 1 NaN or Inf"),
         (np.array([[1.0, np.inf], [0.0, 1.0]]), ValueError, r"W: expected finite entries"),
+        (np.array([[1.0, -np.inf], [0.0, 1.0]]), ValueError, r"W: expected finite entries, got 1 NaN or Inf"),
+        (jnp.array([[1.0, -np.inf], [np.nan, 1.0]]), ValueError, r"W: expected finite entries, got 2 NaN or Inf"),
         (np.ones((3, 3), np.int32), TypeError, r"W: expected a real floating-point array.*int32"),
         (np.ones((3, 3), np.complex64), TypeError, r"W: expected a real floating-point array.*complex"),
     ],

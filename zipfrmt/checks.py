@@ -39,6 +39,26 @@ def _is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def host_view(x: Any) -> np.ndarray | None:
+    """``x`` as a NumPy array without a copy when it is concrete data in this process's CPU memory (a NumPy
+    array, or a fully addressable JAX array on CPU devices); None otherwise (a tracer, data on an accelerator)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, jax.Array) and not _is_tracer(x) and x.is_fully_addressable:
+        if all(d.platform == "cpu" for d in x.devices()):
+            return np.asarray(x)
+    return None
+
+
+def _all_finite(x: np.ndarray | jax.Array) -> bool:
+    """Every entry finite. On the host by two reductions (a NaN propagates through ``max``, ``±inf`` shows in
+    ``max``/``min``) instead of a boolean array of ``x``'s size; elsewhere by XLA."""
+    h = host_view(x)
+    if h is None:
+        return bool(jax.numpy.isfinite(x).all())
+    return bool(np.isfinite(np.max(h)) and np.isfinite(np.min(h)))
+
+
 def check_float_array(
     x: Any, name: str, *, ndim: int | Iterable[int] | None = None, finite: bool = True
 ) -> np.ndarray | jax.Array:
@@ -70,8 +90,7 @@ def check_float_array(
     if x.size == 0:
         raise ValueError(f"{name}: expected a non-empty array, got shape {tuple(x.shape)}")
     if finite and not _is_tracer(x):
-        ok = bool(jax.numpy.isfinite(x).all()) if isinstance(x, jax.Array) else bool(np.isfinite(x).all())
-        if not ok:
+        if not _all_finite(x):
             bad = int((~np.isfinite(np.asarray(x, dtype=np.float32))).sum())
             raise ValueError(f"{name}: expected finite entries, got {bad} NaN or Inf entries in {describe(x)}")
     return x
@@ -171,8 +190,9 @@ _F32 = np.finfo(np.float32)
 def max_abs(W: Any) -> float:
     """``max|W|`` exactly, also when it is subnormal in float32 (XLA:CPU reads subnormals as 0): NumPy arrays are
     reduced by NumPy, JAX arrays of ≤ 32 bits by their bit patterns (for finite floats, ordered like ``|w|``)."""
-    if not isinstance(W, jax.Array):
-        return float(np.max(np.abs(np.asarray(W))))
+    h = host_view(W) if isinstance(W, jax.Array) else np.asarray(W)
+    if h is not None:  # NumPy reads subnormals as what they are
+        return float(max(np.max(h), -np.min(h)))
     dt = np.dtype(W.dtype)
     if dt.itemsize == 8:
         return float(jnp.max(jnp.abs(W)))

@@ -5,7 +5,7 @@
                     [--bits 8,6,4,3,2 --granularity tensor,row,column,group32 --rounding nearest]
                     [--json OUT.json] [--plot OUT.png] [--transpose]
     zipfrmt analyze FILE|FOLDER --tensors 'PATTERN,...' [--out DIR] [--reference OTHER_FILE] [quantization options]
-                    [--plot OUT.png] [--json OUT.json]
+                    [--plot OUT.png] [--json OUT.json] [--num-processes N --process-id I [--coordinator HOST:PORT]]
     zipfrmt verify  [--scale quick|full] [--json OUT.json]
     zipfrmt list    FILE
     zipfrmt reproduce [--scale test|quick|full] [--only NAME ...] [--force] [--checkpoint FILE --tensor NAME]
@@ -232,7 +232,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     check_outputs(args)
     if args.tensors is not None:
         return _analyze_model(args, specs)
-    for opt, value in (("--out", args.out), ("--reference", args.reference)):
+    for opt, value in (("--out", args.out), ("--reference", args.reference), ("--coordinator", args.coordinator),
+                       ("--num-processes", None if args.num_processes == 1 else args.num_processes),
+                       ("--process-id", None if args.process_id == 0 else args.process_id)):
         if value is not None:
             raise ValueError(f"{opt}: goes with --tensors (a whole model, e.g. --tensors '*' or a pattern); for one "
                              "--tensor use --json/--plot")
@@ -254,10 +256,23 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
         raise ValueError("--transpose: applies to one --tensor; a whole model is read in its stored layout (rows "
                          "along the contraction axis)")
     patterns = parse_list(args.tensors)
+    n, pid = _check_processes(args)
     out = Path(args.out) if args.out else Path(str(Path(args.file).resolve()).rstrip("/") + ".analysis")
+    if args.coordinator:
+        import jax
+
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # the barrier below, on CPU hosts
+        jax.distributed.initialize(args.coordinator, num_processes=n, process_id=pid)
     try:
         result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
-                                              reference=args.reference)
+                                              reference=args.reference, process_id=pid, num_processes=n)
+        if args.coordinator:  # every process has finished its share: process 0 combines them
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("zipfrmt analyze: every share done")
+            if pid == 0 and "pending" in result:
+                result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
+                                                      reference=args.reference, progress=lambda m: None)
     except ValueError as exc:  # name the command-line options, not the function's parameters
         msg = str(exc)
         for name in ("tensors", "out", "reference"):
@@ -268,6 +283,11 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
         print(f"zipfrmt analyze: interrupted; the finished tensors are kept in {out}/tensors — run the same command "
               "again to resume", file=sys.stderr)
         return 130
+    if "pending" in result:
+        who = "process 0 writes" if args.coordinator else "the run that finds every tensor done writes"
+        print(f"zipfrmt analyze: process {pid} of {n} finished its tensors in {out}/tensors; {who} the combined "
+              "analysis", file=sys.stderr)
+        return 0
     ds = model_analysis.to_dataset(result)
     print(model_analysis.markdown(result))
     print(f"analysis of {len(result['tensors'])} tensors × {len(result['specs'])} specs in {out}/ "
@@ -277,6 +297,21 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
     if args.plot:
         plots.model_damage(ds, args.plot)
     return 0
+
+
+def _check_processes(args: argparse.Namespace) -> tuple[int, int]:
+    """(``--num-processes``, ``--process-id``), checked against each other and ``--coordinator``."""
+    n, pid = args.num_processes, args.process_id
+    if n < 1:
+        raise ValueError(f"--num-processes: expected at least 1, got {n}")
+    if not 0 <= pid < n:
+        raise ValueError(f"--process-id: expected an integer in [0, {n - 1}] (--num-processes {n}), got {pid}")
+    if args.coordinator is not None:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--coordinator: expected HOST:PORT (process 0's address, e.g. node0:1234), got "
+                             f"{args.coordinator!r}")
+    return n, pid
 
 
 def _checked(specs: list[Any], W: Any, opt: str) -> list[Any]:
@@ -329,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--out", default=None, metavar="DIR",
                      help="with --tensors: the analysis folder (default FILE.analysis); an interrupted run resumes "
                           "there")
+    ana.add_argument("--num-processes", type=int, default=1, metavar="N",
+                     help="with --tensors: split the tensors over N processes (hosts) sharing --out; tensor i is "
+                          "computed by process i mod N")
+    ana.add_argument("--process-id", type=int, default=0, metavar="I", help="this process's index, 0..N-1")
+    ana.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help="process 0's address: jax.distributed joins the N processes, and process 0 writes the "
+                          "combined analysis once every share is done (without it, the last to finish does)")
     ana.add_argument("--transpose", action="store_true", help="the file stores the matrix as d x V")
     _add_quant_options(ana, "tensor,row,column,group32")
     ana.set_defaults(func=cmd_analyze)
@@ -515,8 +557,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+#: Environment variable naming the folder of XLA's persistent compilation cache (``off`` disables it).
+CACHE_ENV = "ZIPFRMT_COMPILATION_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache for this process; returns its folder (None when off).
+
+    Every quantization spec is its own XLA program per tensor shape (0.1-0.3 s to compile on a 2-core CPU; a
+    20-spec whole-model run compiles ~60 of them), so a second run of a command loads them from disk instead:
+    ``zipfrmt analyze`` on 9 tensors at 20 specs, 19 s → 6 s. The folder is ``$ZIPFRMT_COMPILATION_CACHE``, else
+    ``$XDG_CACHE_HOME/zipfrmt/jax`` (``~/.cache/zipfrmt/jax``); ``ZIPFRMT_COMPILATION_CACHE=off`` disables it, and
+    a ``JAX_COMPILATION_CACHE_DIR`` the user set is left to JAX.
+    """
+    import os
+    from pathlib import Path
+
+    import jax
+
+    choice = os.environ.get(CACHE_ENV, "")
+    if choice.lower() == "off":
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") and not choice:
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = str(Path(choice) if choice else base / "zipfrmt" / "jax")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # ours take 0.1-0.3 s each
+    return folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    enable_compilation_cache()
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:

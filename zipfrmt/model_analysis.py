@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 import zipfrmt
 from zipfrmt import analyze, checkpoints
-from zipfrmt.checks import describe
+from zipfrmt.checks import check_int, describe
 from zipfrmt.quant import QuantSpec
 from zipfrmt.tables import jsonable, markdown_table
 
@@ -140,8 +141,17 @@ def analyze_model(
     seed: int = 0,
     reference: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    process_id: int = 0,
+    num_processes: int = 1,
 ) -> dict[str, Any]:
     """Analyses every selected 2-D tensor of the checkpoint at ``path`` at each spec; resumable (see the module).
+
+    Split over processes (hosts): with ``num_processes = N``, this process computes the selected tensors ``i``
+    with ``i mod N = process_id`` and reads the others' results from ``out/tensors/`` (a folder every process
+    sees). Tensors are independent, so the processes never talk to each other; whichever finds every tensor
+    done writes the combined ``analysis.{json,nc,md}`` — until then the result lists the others under
+    ``"pending"`` and nothing combined is written. (``zipfrmt analyze --coordinator`` adds a barrier so that
+    process 0 writes them; a later single-process run of the same command also does, reading every tensor.)
 
     With ``reference`` (another export of the same model: an F16 or Q8_0 GGUF, a safetensors folder), each
     tensor is also read there: the specs are applied to the reference tensor, and a first row ``"stored"``
@@ -154,6 +164,8 @@ def analyze_model(
     fields], "skipped": {name: reason}}``, the content of ``analysis.json``. ``progress`` (default: a line on
     stderr) is called with one message per tensor.
     """
+    num_processes = check_int(num_processes, "num_processes", lo=1)
+    process_id = check_int(process_id, "process_id", lo=0, hi=num_processes - 1)
     listing = checkpoints.list_tensors(path)
     selected, skipped = select_tensors(listing, list(tensors), str(path))
     specs = [QuantSpec.parse(s) if isinstance(s, str) else s for s in specs]
@@ -183,23 +195,22 @@ def analyze_model(
               "reference_stat": None if reference is None else checkpoints.fingerprint(reference)}
     _prepare_out(out, config)
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    reports = []
+    reports: dict[int, dict[str, Any]] = {}
     for i, name in enumerate(selected):
         f = _tensor_file(out, i, name)
         shape, dtype = listing[name]
+        rep = _finished(f, name, shape, dtype)
+        if rep is not None:
+            reports[i] = rep
+            say(f"[{i + 1}/{len(selected)}] {name} {list(shape)}: read from {f.name}")
+            continue
+        if i % num_processes != process_id:
+            continue  # another process's tensor
         if f.exists():
-            try:
-                rep = json.loads(f.read_text())
-                if (rep.get("tensor"), list(rep.get("shape", [])), rep.get("stored_dtype")) != (
-                        name, list(shape), str(dtype)):
-                    raise ValueError("another tensor")
-                reports.append(rep)
-                say(f"[{i + 1}/{len(selected)}] {name} {list(shape)}: read from {f.name}")
-                continue
-            except (OSError, ValueError, AttributeError, TypeError):
-                say(f"[{i + 1}/{len(selected)}] {name}: unreadable or stale {f.name}, recomputing")
+            say(f"[{i + 1}/{len(selected)}] {name}: unreadable or stale {f.name}, recomputing")
         say(f"[{i + 1}/{len(selected)}] {name} {list(shape)} {dtype}: {len(specs)} specs")
-        W = checkpoints.load_matrix(path if reference is None else reference, tensor=name)
+        # one float32 copy in memory: the file's mapped pages are let go before the specs run
+        W = jnp.asarray(checkpoints.load_matrix(path if reference is None else reference, tensor=name))
         rep = analyze.analyze_matrix(W, specs, name=name, seed=seed)
         if reference is not None:
             rep["quantized"].insert(0, analyze.compare_stored(W, checkpoints.load_matrix(path, tensor=name),
@@ -210,12 +221,37 @@ def analyze_model(
         for row in rep["quantized"]:
             row["model"] = _row_fields(row, rep["fp"], r)
         _atomic_json(f, rep)
-        reports.append(rep)
+        reports[i] = rep
+    for i, name in enumerate(selected):  # the other processes' tensors, as far as they are done by now
+        if i not in reports:
+            rep = _finished(_tensor_file(out, i, name), name, *listing[name])
+            if rep is not None:
+                reports[i] = rep
     labels = (["stored"] if reference is not None else []) + [s.label for s in specs]
     result = {"file": str(path), "reference": None if reference is None else str(reference), "specs": labels,
-              "seed": int(seed), "tensors": reports, "skipped": skipped}
+              "seed": int(seed), "tensors": [reports[i] for i in sorted(reports)], "skipped": skipped}
+    pending = [name for i, name in enumerate(selected) if i not in reports]
+    if pending:
+        result["pending"] = pending
+        say(f"process {process_id} of {num_processes}: its tensors are done; {len(pending)} of {len(selected)} "
+            f"tensors are other processes' and not finished yet — the combined analysis is written by the run "
+            "that finds every tensor done")
+        return result
     _write_outputs(out, result)
     return result
+
+
+def _finished(f: Path, name: str, shape: Sequence[int], dtype: Any) -> dict[str, Any] | None:
+    """The stored report of tensor ``name`` in ``f``, or None when it is missing, unreadable or of another tensor."""
+    if not f.exists():
+        return None
+    try:
+        rep = json.loads(f.read_text())
+        if (rep.get("tensor"), list(rep.get("shape", [])), rep.get("stored_dtype")) != (name, list(shape), str(dtype)):
+            return None
+        return rep
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
 
 
 def to_dataset(result: dict[str, Any]) -> Any:

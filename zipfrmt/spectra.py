@@ -36,6 +36,7 @@ from zipfrmt.checks import (
     check_int,
     check_matrix,
     describe,
+    host_view,
     max_abs,
 )
 
@@ -86,7 +87,7 @@ def _check_float32_range(amax: float, name: str) -> None:
 
 def _check_sigma_fits(s: jax.Array, name: str) -> None:
     """The float64 singular values must fit the float32 they are returned in."""
-    top = float(jnp.max(s))
+    top = float(np.max(np.asarray(s)))
     if top > _F32_MAX:
         raise ValueError(
             f"{name}: expected a matrix whose largest singular value float32 can hold (≤ {_F32_MAX:.4g}; singular "
@@ -188,6 +189,99 @@ _KERNELS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The host path: a matrix already in CPU memory goes to NumPy's BLAS
+# ---------------------------------------------------------------------------------------------------------
+
+#: Rows per block of the host Gram matrix: products summed in the block's dtype, blocks summed in float64.
+HOST_BLOCK_ROWS = 4096
+#: Rows per block of the host's float64 Gram matrix (bounds the float64 copy to 8192·d entries).
+HOST_BLOCK_ROWS_64 = 8192
+
+
+#: Largest |binary exponent| of max|W| at which the float32 Gram matrix needs no scaling: entries up to
+#: ``V·2^80`` (no overflow below V = 2^46), eigenvalues ≥ (1e-3·σ_1)² ≥ 2^-100 (no underflow).
+_HOST_SAFE_EXPONENT = 40
+
+
+def _host_gram(W: Float[np.ndarray, "V d"], e: int, dtype: Any, block_rows: int) -> Float[np.ndarray, "d d"]:
+    """``Σ_b (2^−e·W_b)ᵀ(2^−e·W_b)`` over blocks ``W_b`` of ``block_rows`` rows, each product in ``dtype``
+    (``B.T @ B``: NumPy calls BLAS ``syrk``, half the flops of a general product), the sum in float64.
+
+    Blocked summation (Higham 2002, §4.2): a float32 sum of ``V`` products errs by up to ``γ_V`` relatively, one
+    of ``b`` products then ``V/b`` float64 additions by about ``γ_b``; measured on 50,257×768 power-law matrices
+    (a = 1, 1.5, 2) it is 4-12× below the error of one float32 product ``WᵀW``. ``ldexp`` scales exactly,
+    subnormal entries included (NumPy does not flush them); ``e = 0`` skips it."""
+    d = W.shape[1]
+    G = np.zeros((d, d), np.float64)
+    for i in range(0, W.shape[0], block_rows):
+        B = np.ascontiguousarray(W[i:i + block_rows], dtype=dtype)
+        if e:
+            B = np.ldexp(B, np.int32(-e))
+        G += B.T @ B
+    return G
+
+
+def _host_sigma(W: Float[np.ndarray, "V d"], e: int, dtype: Any) -> Float[np.ndarray, " d"]:
+    """Descending σ of ``2^−e·W`` (``V ≥ d``) from the blocked host Gram matrix in ``dtype``, diagonalised in
+    float64 (LAPACK ``dsyevd``)."""
+    rows = HOST_BLOCK_ROWS if dtype == np.float32 else HOST_BLOCK_ROWS_64
+    lam = np.linalg.eigvalsh(_host_gram(W, e, dtype, rows))
+    return np.sqrt(np.clip(lam[::-1], 0.0, None))
+
+
+def _looks_narrow(G: Float[np.ndarray, "d d"]) -> bool:
+    """A quick reading of :func:`gram_is_accurate` off the Gram matrix of ``m = 4d`` sampled rows: every
+    eigenvalue at least ``τ = λ_1·u/(2·1e-4)/9``, tested by a Cholesky factorisation of ``G − τI`` (d³/3 flops,
+    a tenth of ``eigvalsh``), ``λ_1`` by power iteration; where that fails, by the spectrum in full.
+
+    The 1/9: a sample of ``m`` rows of ``W = UΣVᵀ`` (U incoherent) scales ``σ_k`` by factors within
+    ``1 ± √(d/m)`` (Marchenko–Pastur), so the ratio ``σ_min/σ_1`` of the sample can be ``(1−½)/(1+½) = 1/3`` of
+    ``W``'s. A heuristic that only picks the first pass: the result is always checked by the rule itself."""
+    v = np.ones(G.shape[0]) / math.sqrt(G.shape[0])
+    lam1 = 0.0
+    for _ in range(30):
+        w = G @ v
+        lam1 = float(np.linalg.norm(w))
+        if lam1 == 0.0:
+            return True
+        v = w / lam1
+    tau = lam1 * U32 / (2 * AUTO_RTOL) / 9
+    try:
+        np.linalg.cholesky(G - tau * np.eye(G.shape[0]))
+        return True
+    except np.linalg.LinAlgError:
+        lam = np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None)
+        return bool(lam[0] <= 0 or lam[lam >= 1e-6 * lam[0]][-1] >= tau)
+
+
+def _host_singular_values(W: Float[np.ndarray, "V d"], method: str, amax: float) -> Float[np.ndarray, " r"]:
+    """σ of a matrix in CPU memory, in float64, by ``"gram"``, ``"gram64"`` or ``"auto"`` — the same rule and
+    guarantee as the compiled kernels, with NumPy's BLAS doing the ``V·d²`` work (:func:`_host_gram`).
+
+    ``"auto"`` first reads the rule off the Gram matrix of ~4d evenly spaced rows (a twelfth of the work at
+    GPT-2's shape, :func:`_looks_narrow`): a spectrum already too wide there goes straight to float64, skipping
+    a float32 pass it would throw away. A matrix with fewer than ``8d`` rows (its ``V·d²`` Gram costs about what
+    the ``d³`` eigenvalues cost) takes one float64 pass.
+    """
+    if W.shape[0] < W.shape[1]:
+        W = W.T
+    e = math.frexp(amax)[1] if amax > 0 else 0
+    e32 = e if abs(e) > _HOST_SAFE_EXPONENT else 0  # float64 needs no scaling at any float32 magnitude
+    if method == "gram64":
+        return _host_sigma(W, 0, np.float64)
+    if method == "gram":
+        return np.ldexp(_host_sigma(W, e32, np.float32), e32)
+    step = W.shape[0] // (4 * W.shape[1])
+    if step < 2:  # V < 8d: the Gram matrix costs no more than its eigenvalues; one float64 pass
+        return _host_sigma(W, 0, np.float64)
+    if _looks_narrow(_host_gram(W[::step], e32, np.float32, HOST_BLOCK_ROWS)):
+        s = np.ldexp(_host_sigma(W, e32, np.float32), e32)
+        if gram_is_accurate(s):
+            return s
+    return _host_sigma(W, 0, np.float64)
+
+
 def gram_is_accurate(sigma: Float[Array, " r"] | np.ndarray) -> bool:
     """The rule ``method="auto"`` uses to trust the float32-accumulated Gram matrix.
 
@@ -228,6 +322,12 @@ def singular_values(
           one compiled program (``lax.cond``), so ``"auto"`` works under ``jax.jit``/``vmap`` like the others.
       block_rows: rows per block for ``"chunked"``.
 
+    Where the matrix lives decides who does the ``V·d²`` work of ``"gram"``/``"gram64"``/``"auto"``: a concrete
+    matrix in CPU memory (NumPy, or a JAX array on CPU devices) goes to NumPy's BLAS (:func:`_host_gram`: a
+    symmetric rank-k update in blocks of 4,096 rows, summed in float64 — half XLA:CPU's flops and a smaller
+    float32 error; ``"auto"`` also skips a float32 pass a row sample already shows too wide); under ``jax.jit``
+    and on accelerators, the compiled kernels above. Both meet the same accuracy rule.
+
     Every method except ``"chunked"`` (float64 throughout) works on ``W·2^−e``, ``e`` the binary exponent of
     ``max|W|``, and returns ``2^e·σ(W·2^−e)`` (exact: a power of two), so ``σ(c·W) = |c|·σ(W)`` holds at any
     magnitude float32 holds — the float32 Gram matrix of ``W·1e19`` would overflow, that of ``W·1e−20`` underflow.
@@ -247,7 +347,13 @@ def singular_values(
     W = check_matrix(W)
     traced = _is_tracer(W)
     if not traced:
-        _check_float32_range(max_abs(W), "W")
+        amax = max_abs(W)
+        _check_float32_range(amax, "W")
+        host = host_view(W)
+        if method != "svd" and host is not None:
+            s = _host_singular_values(host, method, amax)
+            _check_sigma_fits(s[:1], "W")
+            return jnp.asarray(s.astype(np.float32))
     with jax.enable_x64(True):
         W = jnp.asarray(W)
         if W.dtype == jnp.float64:
