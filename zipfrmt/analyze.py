@@ -9,6 +9,10 @@ beside the measurement (:func:`zipfrmt.rmt.predict_from_result`, which picks the
 * ``dead-zone`` regime → the Bussgang model ``Q = g·W + D``, with the measured gain ``g = ⟨W,Q⟩/⟨W,W⟩`` and
   residual variance ``s_D² = ‖Q − gW‖_F²/(V d)``.
 
+Beside it, :func:`zipfrmt.rmt.predict_from_sketch` adds three weighted sums of ``Q``'s entries along ``W``'s top
+singular pair and its largest row and column norms (one pass, :mod:`zipfrmt.sketch`), which predict ``σ_1(Q)``
+— hence the stable rank — in the dead zone too, and counts ``k*`` on the Dozier–Silverstein spectrum.
+
 The measured truncation index counts the quantized singular values above the predicted noise floor
 ``s(√V + √d)`` (:func:`zipfrmt.rmt.count_above_floor`), the observable counterpart of
 ``k* = #{k : gσ_k > s(Vd)^¼}``.
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from zipfrmt import quant, rmt, spectra
+from zipfrmt import quant, rmt, sketch, spectra
 from zipfrmt.checks import check_matrix
 from zipfrmt.quant import QuantSpec, as_spec, check_spec_shape, parse_granularity
 from zipfrmt.tables import finite_or_none
@@ -51,39 +55,53 @@ def spectral_fields(summary: spectra.SpectralSummary) -> dict[str, Any]:
     }
 
 
-def prediction_fields(pred: rmt.QuantizedPrediction, s_q: Float[np.ndarray, " r"]) -> dict[str, Any]:
-    """A prediction (:func:`zipfrmt.rmt.predict_from_result`) and the measured truncation index against it, as
-    the ``"predicted"`` and ``"truncation_index"`` fields of the analysis JSON."""
+def _predicted(pred: rmt.QuantizedPrediction) -> dict[str, Any]:
     return {
-        "predicted": {
-            "stable_rank": float(pred.stable_rank),
-            "truncation_index": int(pred.truncation_index),
-            "sigma_max": float(pred.sigma1),
-            "effective_rank": float(pred.effective_rank),
-            "rank_exponent": finite_or_none(pred.decay.a),
-            "noise_floor": float(pred.noise_floor),
-            "threshold": float(pred.threshold),
-            "noise_var": float(pred.noise_var),
-            "gain": float(pred.gain),
-            "model": pred.model,
-        },
-        "truncation_index": rmt.count_above_floor(s_q, pred),
+        "stable_rank": float(pred.stable_rank),
+        "truncation_index": int(pred.truncation_index),
+        "sigma_max": float(pred.sigma1),
+        "effective_rank": float(pred.effective_rank),
+        "rank_exponent": finite_or_none(pred.decay.a),
+        "noise_floor": float(pred.noise_floor),
+        "threshold": float(pred.threshold),
+        "noise_var": float(pred.noise_var),
+        "gain": float(pred.gain),
+        "model": pred.model,
     }
 
 
+def prediction_fields(
+    pred: rmt.QuantizedPrediction, s_q: Float[np.ndarray, " r"], sketched: rmt.QuantizedPrediction | None = None
+) -> dict[str, Any]:
+    """A prediction (:func:`zipfrmt.rmt.predict_from_result`) and the measured truncation index against it, as
+    the ``"predicted"`` and ``"truncation_index"`` fields of the analysis JSON; with ``sketched``
+    (:func:`zipfrmt.rmt.predict_from_sketch`), its fields under ``"predicted_sketch"``."""
+    out = {"predicted": _predicted(pred), "truncation_index": rmt.count_above_floor(s_q, pred)}
+    if sketched is not None:
+        out["predicted_sketch"] = _predicted(sketched)
+    return out
+
+
 def _quantized_row(head: dict[str, Any], s_q: np.ndarray, shape: tuple[int, int], stats: dict[str, Any],
-                   pred: rmt.QuantizedPrediction) -> dict[str, Any]:
+                   pred: rmt.QuantizedPrediction, sketched: rmt.QuantizedPrediction) -> dict[str, Any]:
     """One row of the ``"quantized"`` list: ``head`` (spec, format, …), the spectral measures of ``Q`` from its
-    singular values ``s_q``, its noise statistics and the prediction beside them."""
+    singular values ``s_q``, its noise statistics and the two predictions beside them."""
     fields = spectral_fields(spectra.summarize_spectrum(s_q, shape))
     return {
         **head,
         **{k: fields[k] for k in ("stable_rank", "effective_rank", "participation_ratio", "rank_exponent",
                                   "rank_window", "esd_alpha", "sigma_max", "sigma_min")},
         **{k: v for k, v in stats.items() if k != "error_mean"},
-        **prediction_fields(pred, s_q),
+        **prediction_fields(pred, s_q, sketched),
         "reasons": fields["reasons"],
     }
+
+
+def _predict_sketched(s_fp: np.ndarray, shape: tuple[int, int], result: Any, Q: Any,
+                      pair: tuple[np.ndarray, np.ndarray] | None) -> rmt.QuantizedPrediction:
+    """:func:`zipfrmt.rmt.predict_from_sketch` for ``Q``, with W's top singular pair (None: W is zero)."""
+    sk = sketch.quant_sketch(Q, *pair) if pair is not None else sketch.QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return rmt.predict_from_sketch(s_fp, *shape, result, sk)
 
 
 def check_specs(specs: Iterable[QuantSpec | str], shape: tuple[int, ...], name: str = "W") -> list[QuantSpec]:
@@ -116,7 +134,13 @@ def analyze_matrix(
          "quantized": [{spec, format, bits, granularity, rounding, stable_rank, effective_rank, rank_exponent,
                         esd_alpha, sigma_max, sigma_min, rel_error, zero_fraction, noise_var_model,
                         noise_var_measured, bussgang_gain, residual_var, regime, truncation_index,
-                        predicted: {stable_rank, truncation_index, sigma_max, model, ...}}, ...]}
+                        predicted: {stable_rank, truncation_index, sigma_max, model, ...},
+                        predicted_sketch: {the same fields}}, ...]}
+
+    ``"predicted"`` comes from the full-precision spectrum and the noise statistics alone
+    (:func:`zipfrmt.rmt.predict_from_result`); ``"predicted_sketch"`` adds a one-pass sketch of ``Q`` along W's
+    top singular pair (:func:`zipfrmt.rmt.predict_from_sketch`: ``O(Vd)`` work, no decomposition of ``Q``), the
+    prediction that also holds in the dead zone.
 
     ``"spec"`` is the spec's canonical text. With ``keep_spectra``, the singular values themselves are added
     under ``"spectra"``: ``{"fp": σ(W), "quantized": [σ(Q) per spec], "predicted": [predicted σ per spec]}``
@@ -129,6 +153,7 @@ def analyze_matrix(
     W = jnp.asarray(W, dtype=jnp.float32)  # one copy on the device, shared by every spec (a memmap is read once)
     s_fp = np.asarray(spectra.singular_values(W), np.float64)
     fp = spectra.summarize_spectrum(s_fp, shape)
+    pair = sketch.top_singular_pair(W) if s_fp[0] > 0 else None
     rows, spectra_q, spectra_pred = [], [], []
     base_key = jax.random.key(seed)
     for i, spec in enumerate(specs):
@@ -141,7 +166,8 @@ def analyze_matrix(
         spectra_pred.append(np.asarray(pred.sigma, np.float64))
         head = {"spec": spec.label, "format": spec.format, "bits": spec.bits,
                 "granularity": spec.granularity_label, "rounding": spec.rounding}
-        rows.append(_quantized_row(head, s_q, shape, q.stats(), pred))
+        sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair)
+        rows.append(_quantized_row(head, s_q, shape, q.stats(), pred, sketched))
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
     if keep_spectra:
         report["spectra"] = {"fp": s_fp, "quantized": spectra_q, "predicted": spectra_pred}
@@ -172,9 +198,11 @@ def compare_stored(
     stats["regime"] = quant.classify_regime(stats["noise_var_model"], stats["noise_var_measured"],
                                             stats["bussgang_gain"])
 
-    pred = rmt.predict_from_result(s_fp, *shape, types.SimpleNamespace(**stats))  # the fields a result has
+    result = types.SimpleNamespace(**stats)  # the fields a result has
+    pred = rmt.predict_from_result(s_fp, *shape, result)
+    sketched = _predict_sketched(s_fp, shape, result, Qj, sketch.top_singular_pair(Wj) if s_fp[0] > 0 else None)
     head = {"spec": label, "format": "stored", "bits": None, "granularity": None, "rounding": None}
-    return _quantized_row(head, s_q, shape, stats, pred)
+    return _quantized_row(head, s_q, shape, stats, pred, sketched)
 
 
 def spec_grid(bits: Sequence[int], granularities: Sequence[str], roundings: Sequence[str]) -> list[QuantSpec]:

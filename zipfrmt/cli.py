@@ -72,11 +72,13 @@ TABLE_COLUMNS = (
     ("spec", "spec"),
     ("stable_rank", "stable_rank"),
     ("predicted_stable_rank", "predicted"),
+    ("sketch_stable_rank", "sketch"),
     ("effective_rank", "eff_rank"),
     ("rank_exponent", "rank_exp"),
     ("esd_alpha", "esd_alpha"),
     ("truncation_index", "k*"),
     ("predicted_truncation_index", "k*_pred"),
+    ("sketch_truncation_index", "k*_sketch"),
     ("rel_error", "rel_error"),
     ("zero_fraction", "zero_frac"),
     ("noise_ratio", "var/model"),
@@ -106,11 +108,15 @@ def print_analysis(report: dict[str, Any], out: Any = None) -> None:
             **row,
             "predicted_stable_rank": row["predicted"]["stable_rank"],
             "predicted_truncation_index": row["predicted"]["truncation_index"],
+            "sketch_stable_rank": row.get("predicted_sketch", {}).get("stable_rank", math.nan),
+            "sketch_truncation_index": row.get("predicted_sketch", {}).get("truncation_index", math.nan),
             "noise_ratio": row["noise_var_measured"] / model if model else math.nan,
         })
     print_table(rows, TABLE_COLUMNS, out)
     print("k* = singular values above the noise floor s(sqrt(V)+sqrt(d)); 'predicted' and 'k*_pred' come from the "
-          "full-precision spectrum alone (additive model in the widrow regime, Bussgang model in dead-zone).\n"
+          "full-precision spectrum alone (additive model in the widrow regime, Bussgang model in dead-zone); "
+          "'sketch' and 'k*_sketch' add one pass over Q along W's top singular pair (rmt.predict_from_sketch), "
+          "which holds in the dead zone too.\n"
           "regime: 'widrow' = measured noise variance within 5% of the format's model (uniform grid: mean(step^2)/12; "
           "fp8/nf4/mxfp4/nvfp4: Bennett's cell widths) and Bussgang gain within 0.02 of 1; 'dead-zone' = the "
           "additive model does not hold.", file=out)

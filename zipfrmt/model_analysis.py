@@ -38,8 +38,9 @@ from zipfrmt.tables import jsonable, markdown_table
 __all__ = ["MODEL_FIELDS", "analyze_model", "select_tensors"]
 
 #: Per (tensor, spec) numbers of the labelled result (``analysis.nc``).
-MODEL_FIELDS = ("stable_rank", "stable_rank_predicted", "stable_rank_inflation", "below_edge_fraction",
-                "truncation_index", "truncation_index_predicted", "rel_error", "zero_fraction", "bussgang_gain")
+MODEL_FIELDS = ("stable_rank", "stable_rank_predicted", "stable_rank_predicted_sketch", "stable_rank_inflation",
+                "below_edge_fraction", "truncation_index", "truncation_index_predicted",
+                "truncation_index_predicted_sketch", "rel_error", "zero_fraction", "bussgang_gain")
 
 def _why_not(shape: tuple[int, ...], dtype: str, path: str | Path) -> str | None:
     """Why a tensor cannot be analysed as a matrix, or None (the float types are the loader's own)."""
@@ -116,16 +117,19 @@ def _tensor_file(out: Path, index: int, name: str) -> Path:
 
 def _row_fields(row: dict[str, Any], fp: dict[str, Any], r: int) -> dict[str, Any]:
     pred = row.get("predicted") or {}
+    sketched = row.get("predicted_sketch") or {}
     k_meas = row.get("truncation_index")
     sr_fp = fp.get("stable_rank")
     return {
         "stable_rank": row.get("stable_rank"),
         "stable_rank_predicted": pred.get("stable_rank"),
+        "stable_rank_predicted_sketch": sketched.get("stable_rank"),
         "stable_rank_inflation": (row["stable_rank"] / sr_fp if sr_fp and row.get("stable_rank") is not None
                                   else None),
         "below_edge_fraction": None if k_meas is None else 1.0 - k_meas / r,
         "truncation_index": k_meas,
         "truncation_index_predicted": pred.get("truncation_index"),
+        "truncation_index_predicted_sketch": sketched.get("truncation_index"),
         "rel_error": row.get("rel_error"),
         "zero_fraction": row.get("zero_fraction"),
         "bussgang_gain": row.get("bussgang_gain"),
@@ -266,7 +270,7 @@ def to_dataset(result: dict[str, Any]) -> Any:
         arr = np.full((len(names), len(specs)), np.nan)
         for i, t in enumerate(result["tensors"]):
             for j, row in enumerate(t["quantized"]):
-                v = row["model"][field]
+                v = row["model"].get(field)  # None in a tensor file written before the field existed
                 arr[i, j] = np.nan if v is None else float(v)
         data[field] = (("tensor", "spec"), arr)
     data["regime"] = (("tensor", "spec"), np.array([[row["regime"] for row in t["quantized"]]
@@ -291,9 +295,10 @@ def markdown(result: dict[str, Any]) -> str:
             m = row["model"]
             rows.append([t["tensor"], "×".join(map(str, t["shape"])), t["stored_dtype"], row["spec"], row["regime"],
                          t["fp"]["stable_rank"], m["stable_rank"], m["stable_rank_predicted"],
-                         m["stable_rank_inflation"], m["below_edge_fraction"], m["rel_error"]])
-    head = ["tensor", "shape", "stored", "spec", "regime", "r_s(W)", "r_s(Q)", "r_s predicted", "inflation",
-            "below edge", "rel. error"]
+                         m.get("stable_rank_predicted_sketch"), m["stable_rank_inflation"], m["below_edge_fraction"],
+                         m["rel_error"]])
+    head = ["tensor", "shape", "stored", "spec", "regime", "r_s(W)", "r_s(Q)", "r_s predicted", "r_s sketch",
+            "inflation", "below edge", "rel. error"]
     text = markdown_table(head, rows)
     if result["skipped"]:
         text += "\n\nSkipped:\n" + "\n".join(f"- `{n}`: {r}" for n, r in result["skipped"].items())
