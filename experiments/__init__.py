@@ -36,6 +36,7 @@ EXPERIMENTS = (
     "fig_mitigations",
     "tab_bound_verification",
     "tab_counterexamples",
+    "tab_sketch_prediction",
     "tab_checkpoint",
 )
 

@@ -26,8 +26,9 @@ NAME = "fig_stable_rank_vs_bits"
 KIND = "figure"
 CAPTION = ("Stable rank (top) and rank-decay exponent (bottom) of a quantized power-law matrix against bits, per "
            "scale group and rounding mode: measured (solid) and predicted from the full-precision spectrum "
-           "(dashed); shaded bit ranges and open markers are in the dead-zone regime, where the Bussgang model "
-           "replaces the additive one.")
+           "(dashed), and by the sketch model, which adds one pass over Q along W's top singular pair (dotted, "
+           "stable rank only); shaded bit ranges and open markers are in the dead-zone regime, where the Bussgang "
+           "model replaces the additive one.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,4 +162,13 @@ def describe(ds: Any) -> str:
         )
     else:
         text += " No setting reached the dead-zone regime."
+    if "stable_rank_sketch" in ds:
+        e_sk = relative_errors(ds, "stable_rank", "sketch")
+        parts = []
+        for mask, label in ((widrow, "Widrow"), (dead, "dead-zone")):
+            n, med, worst = _stat(e_sk, mask)
+            if n:
+                parts.append(f"{_pct(med)} (worst {_pct(worst)}) over the {n} {label} settings")
+        text += (" The sketch model (dotted: σ_1(Q) from one pass over Q along W's top singular pair, the stable "
+                 f"rank from ‖Q‖_F²) misses the stable rank by a median {' and '.join(parts)}.")
     return text

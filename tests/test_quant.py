@@ -378,6 +378,30 @@ def test_every_format_reports_noise_statistics(gaussian, fmt):
     assert r.regime in ("widrow", "dead-zone")
 
 
+def test_nvfp4_keeps_its_blocks_at_any_magnitude_through_its_per_tensor_scale():
+    """NVFP4 encodes block scales in e4m3 relative to an fp32 per-tensor scale s = max|W|/(6·448): an embedding
+    with max|W| ≈ 0.02 (most block maxima/6 below e4m3's smallest number 2^-9) keeps its blocks."""
+    rng = np.random.default_rng(0)
+    W = (0.004 * rng.standard_normal((64, 128))).astype(np.float32)
+    r = zq.quantize(W, "nvfp4")
+    assert np.abs(W).max() < 0.03 and r.zero_fraction < 0.15 and r.rel_error < 0.2
+    # the largest block scale is e4m3's largest number 448 times s, i.e. max|W|/6
+    scale = np.asarray(r.scale)
+    assert scale.max() == pytest.approx(np.abs(W).max() / 6, rel=1e-6)
+    s = np.abs(W).max() / (6 * 448)
+    e4m3 = (scale / s).astype(jnp.float8_e4m3fn).astype(np.float32)
+    assert np.allclose(scale / s, e4m3, rtol=1e-5)
+    # a power of two c scales Q(W) exactly, across float32's range
+    for c in (2.0**-100, 2.0**-20, 2.0**40):
+        rc = zq.quantize(W * np.float32(c), "nvfp4")
+        assert np.array_equal(np.asarray(rc.dequantized), np.asarray(r.dequantized) * np.float32(c))
+    # a block far below the rest (max|w| < 2.2e-6·max|W|) is flushed to zero, as the format does: not an error
+    W[3, :16] *= 1e-7
+    flushed = zq.quantize(W, "nvfp4")
+    assert np.all(np.asarray(flushed.dequantized)[3, :16] == 0) and float(np.asarray(flushed.scale)[3, 0]) == 0.0
+    assert np.array_equal(np.asarray(zq.fake_quant(W, "nvfp4")), np.asarray(flushed.dequantized))
+
+
 def test_fp8_is_more_accurate_than_int4(gaussian):
     assert zq.quantize(gaussian, "fp8_e4m3").rel_error < zq.quantize(gaussian, 4, granularity="row").rel_error
 

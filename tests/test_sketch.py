@@ -38,6 +38,17 @@ def test_sketch_sigma1_is_the_spiked_map_read_off_a_spiked_matrix():
     assert est == pytest.approx(measured, rel=0.01)
 
 
+def test_below_the_detection_threshold_sigma1_is_the_bulk_edge_not_the_spiked_estimate():
+    """θ < s(Vd)^¼: BBP's σ_1 sticks to the bulk edge s(√V + √d); ‖Qv‖‖Qᵀu‖/θ would blow up as 1/θ."""
+    V, d, s = 2000, 400, 1.0
+    theta = 0.3 * s * (V * d) ** 0.25
+    Q, u, v = spiked(V, d, theta, s, 0)
+    sk = sketch.quant_sketch(Q, u, v)
+    measured = float(np.linalg.svd(Q, compute_uv=False)[0])
+    assert sketch.sketch_sigma1(sk) == pytest.approx(measured, rel=0.02)
+    assert sk.q_v1 * sk.qt_u1 / sk.u1_q_v1 > 1.5 * measured  # the spiked estimate, had it been used
+
+
 @pytest.mark.parametrize("density", [0.001, 0.05, 1.0])
 def test_sketch_sigma1_lies_in_the_rigorous_bracket_that_holds_sigma1(density):
     """max(Rayleigh quotients, row and column norms) ≤ σ_1(Q) ≤ Schur bound, and the estimate is clipped into it."""
@@ -58,9 +69,11 @@ def test_quant_sketch_scales_with_the_matrix_at_any_magnitude_float32_holds(c):
     Q = rng.standard_normal((300, 40)).astype(np.float32)
     u, v = rng.standard_normal(300), rng.standard_normal(40)
     a, b = sketch.quant_sketch(Q, u, v), sketch.quant_sketch((Q * np.float32(c)).astype(np.float32), u, v)
-    for x, y in zip(a[:-1], b[:-1], strict=True):
+    for x, y in zip(a[:6], b[:6], strict=True):
         assert y == pytest.approx(abs(c) * x, rel=1e-5)
     assert b.energy == pytest.approx(c * c * a.energy, rel=1e-5)
+    assert (b.V, b.d) == (a.V, a.d) == (300, 40)
+    assert sketch.sketch_sigma1(b) == pytest.approx(abs(c) * sketch.sketch_sigma1(a), rel=1e-5)
     assert math.isfinite(b.energy) and b.energy > 0
 
 
@@ -78,7 +91,7 @@ def test_a_zero_quantized_matrix_predicts_zero_with_a_reason():
     u, v = sketch.top_singular_pair(W)
     r = zq.quantize(W, "int4-row")
     zero = sketch.quant_sketch(np.zeros_like(W), u, v)
-    assert zero == sketch.QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert zero == sketch.QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 256, 32)
     p = rmt.predict_from_sketch(s, 256, 32, r, zero)
     assert p.stable_rank == 0.0 and p.reason == "the quantized matrix is zero"
 

@@ -49,6 +49,8 @@ def test_outlier_column_at_two_bits_per_tensor_has_rank_one_and_a_lower_stable_r
     assert out["stable_rank_measured"] == pytest.approx(1.0, abs=1e-3)
     assert out["stable_rank_full"] > 2 and not out["holds"]
     assert out["stable_rank_predicted"] > 5 * out["stable_rank_full"]  # neither model foresees the fall
+    # the sketch does: Q keeps little but the outlier column, W's top right singular vector, so ‖Qv_1‖ = σ_1(Q)
+    assert out["stable_rank_predicted_sketch"] == pytest.approx(out["stable_rank_measured"], rel=1e-3)
 
 
 @pytest.mark.parametrize("spec", ["int2-tensor", "int4-row", "int3-column", "nf4"])

@@ -1,3 +1,3 @@
 """zipfrmt: spectral flattening of quantized embeddings — Zipf's law, random-matrix theory and low-bit quantization."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

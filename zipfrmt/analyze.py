@@ -100,7 +100,7 @@ def _quantized_row(head: dict[str, Any], s_q: np.ndarray, shape: tuple[int, int]
 def _predict_sketched(s_fp: np.ndarray, shape: tuple[int, int], result: Any, Q: Any,
                       pair: tuple[np.ndarray, np.ndarray] | None) -> rmt.QuantizedPrediction:
     """:func:`zipfrmt.rmt.predict_from_sketch` for ``Q``, with W's top singular pair (None: W is zero)."""
-    sk = sketch.quant_sketch(Q, *pair) if pair is not None else sketch.QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    sk = sketch.quant_sketch(Q, *pair) if pair is not None else sketch.QuantSketch(0, 0, 0, 0, 0, 0, 0, *shape)
     return rmt.predict_from_sketch(s_fp, *shape, result, sk)
 
 

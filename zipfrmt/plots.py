@@ -569,8 +569,13 @@ def noise_floor(ds: Any, path: str | Path) -> list[Path]:
             dead = regime[i] == "dead-zone"
             bx.plot([k_p[i]], [k_m[i]], marker=_gran_marker(grans[i]), ms=3.6 if rounding[i] == "nearest" else 3.0,
                     mfc="white" if dead else c, mec=c, mew=0.9, ls="none", alpha=0.9, zorder=4)
+        k_s = np.maximum(np.asarray(ds["k_sketch"].values, float), 0.8) if "k_sketch" in ds else None
+        if k_s is not None:  # the sketch model: k* counted on the predicted Dozier–Silverstein spectrum
+            for i in range(k_m.size):
+                bx.plot([k_s[i]], [k_m[i]], marker="x", ms=3.0, color=colour[int(bits_all[i])], mew=0.7,
+                        ls="none", alpha=0.9, zorder=5)
         lo = 0.7
-        hi = 1.4 * max(float(k_m.max()), float(k_p.max()))
+        hi = 1.4 * max(float(k_m.max()), float(k_p.max()), 0.0 if k_s is None else float(k_s.max()))
         bx.plot([lo, hi], [lo, hi], color="black", lw=0.7, zorder=2)
         bx.annotate("$y = x$", (4 * lo, 4 * lo), xytext=(-3, 3), textcoords="offset points", fontsize=6,
                     ha="right", va="bottom", rotation=45, rotation_mode="anchor")
@@ -587,6 +592,9 @@ def noise_floor(ds: Any, path: str | Path) -> list[Path]:
                    for g in seen]
         handles.append(Line2D([], [], marker="o", mfc="white", mec="0.3", ls="none", ms=3.6,
                               label="dead zone"))
+        if k_s is not None:
+            handles.append(Line2D([], [], marker="x", color="0.3", mew=0.7, ls="none", ms=3.0,
+                                  label="sketch: DS count"))
         bx.legend(handles=handles, loc="lower right", fontsize=6, handletextpad=0.3, borderaxespad=0.2,
                   title="colour: bits (a)", title_fontsize=6)
         fig.tight_layout(rect=(0, 0.06, 1, 1), w_pad=1.2)
@@ -611,8 +619,9 @@ def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
 
     ``ds`` is the dataset of :mod:`experiments.fig_stable_rank_vs_bits` (a ``point`` dimension of settings);
     values are averaged over seeds. Filled markers are Widrow-regime points, open ones dead-zone points; the
-    prediction (dashed) is the regime's model, additive or Bussgang. Values beyond the axes are drawn at its edge
-    as arrows with the value written beside them.
+    prediction (dashed) is the regime's model, additive or Bussgang; where the dataset has it, the sketch model's
+    stable rank (:func:`zipfrmt.rmt.predict_from_sketch`) is drawn dotted. Values beyond the axes are drawn at
+    its edge as arrows with the value written beside them.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -664,6 +673,9 @@ def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
                     dead = dead_frac(g, r) > 0.5
                     ax.plot(b_arr, np.clip(m, *ylim), color=c, lw=1.0, zorder=3)
                     ax.plot(b_arr, np.clip(p, *ylim), color=c, lw=1.0, ls=(0, (3, 1.5)), zorder=3)
+                    if f"{q}_sketch" in ds and q == "stable_rank":
+                        ax.plot(b_arr, np.clip(series(f"{q}_sketch", g, r), *ylim), color=c, lw=1.3,
+                                ls=(0, (0.8, 1.2)), zorder=5)
                     for x, y, dz in zip(b_arr, m, dead, strict=True):
                         if not np.isfinite(y):
                             continue
@@ -698,13 +710,15 @@ def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
                     ax.set_xlabel("bits $b$")
         handles = [Line2D([], [], color=rcolour.get(r, LINE_COLOURS[0]), lw=1.0, marker="o", ms=3.5,
                           label=f"{r} rounding, measured") for r in roundings]
-        handles += [Line2D([], [], color="0.3", lw=1.0, ls=(0, (3, 1.5)), label="predicted (RMT)"),
-                    Line2D([], [], color="black", lw=0.8, ls=(0, (1, 1.5)), label="full precision"),
+        handles += [Line2D([], [], color="0.3", lw=1.0, ls=(0, (3, 1.5)), label="predicted (RMT)")]
+        if "stable_rank_sketch" in ds:
+            handles.append(Line2D([], [], color="0.3", lw=1.3, ls=(0, (0.8, 1.2)), label="predicted (sketch)"))
+        handles += [Line2D([], [], color="black", lw=0.8, ls=(0, (1, 1.5)), label="full precision"),
                     Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=3.5,
                            label="open: dead-zone point"),
                     Patch(color="0.88", label="dead zone (nearest)")]
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.01),
-                   fontsize=6, handlelength=2.0, columnspacing=1.0)
+                   fontsize=5.5, handlelength=2.0, columnspacing=0.8)
         fig.tight_layout(rect=(0, 0.05, 1, 1), h_pad=0.6, w_pad=0.6)
         return save(fig, path)
 

@@ -1051,8 +1051,9 @@ def predict_from_sketch(
     dense. Here:
 
     * ``σ̃_1`` is :func:`zipfrmt.sketch.sketch_sigma1`: the spiked map read off ``Q`` along ``W``'s top pair,
-      ``‖Qv_1‖·‖Qᵀu_1‖/|u_1ᵀQv_1|`` (= BGN's ``√((θ²+s²V)(θ²+s²d))/θ`` in the spiked model), clipped into the
-      rigorous bracket of Rayleigh quotients, row and column norms and the Schur bound;
+      ``‖Qv_1‖·‖Qᵀu_1‖/|u_1ᵀQv_1|`` (= BGN's ``√((θ²+s²V)(θ²+s²d))/θ`` in the spiked model), kept in the
+      rigorous bracket of Rayleigh quotients, row and column norms and the Schur bound (below the detection
+      threshold: the larger of that lower bound and the bulk edge);
     * the stable rank is ``‖Q‖_F²/σ̃_1²`` with the exact energy ``‖Q‖_F²`` (a sum over the entries);
     * the rest of the spectrum is the model's (``bulk="dozier-silverstein"`` by default: the quantiles of the DS
       law of ``g·W`` plus the residual noise), and the truncation index is counted on it as it is measured —

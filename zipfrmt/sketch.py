@@ -15,8 +15,10 @@ the spiked map of θ. Read off ``Q`` itself, ``θ`` is the gain *along* ``u_1 v_
 from the global Bussgang gain) and ``s²V``, ``s²d`` are the noise energies along ``v_1`` and ``u_1`` (a variance
 profile aligned with the signal is counted, not averaged away). The estimate is then clipped into the rigorous
 bracket ``max(‖Qv_1‖, ‖Qᵀu_1‖, max_i‖Q_i:‖, max_j‖Q_:j‖) ≤ σ_1(Q) ≤ √(max_i Σ_j|q_ij| · max_j Σ_i|q_ij|)``
-(Rayleigh quotients; the Schur test), which is what decides it when ``Q`` is a sparse matrix whose top singular
-value follows its heaviest row or column rather than the signal.
+(Rayleigh quotients; the Schur test). Where the signal along ``u_1 v_1ᵀ`` is below BGN's detection threshold
+``θ ≤ s(Vd)^¼`` — the quantizer wiped it out, as 2 bits per tensor does on a trained embedding, keeping 0.1% of
+the entries — the spiked model does not describe ``Q`` and ``σ_1`` is predicted by the larger of that lower
+bound (which then follows ``Q``'s heaviest row or column) and the bulk edge ``s(√V + √d)``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class QuantSketch(NamedTuple):
     col_max: float  #: ``max_j ‖Q_:j‖``
     schur: float  #: ``√(max_i Σ_j |q_ij| · max_j Σ_i |q_ij|)``, an upper bound on ``σ_1(Q)``
     energy: float  #: ``‖Q‖_F²``
+    V: int = 0  #: rows of ``Q``
+    d: int = 0  #: columns of ``Q``
 
 
 def _unit_scaled(X: Any, amax: float) -> tuple[Float[Array, "V d"], int]:
@@ -84,23 +88,37 @@ def quant_sketch(
         raise ValueError(f"u1, v1: expected nonzero vectors, got norms {nu:g} and {nv:g}")
     amax = max_abs(Q)
     if amax == 0:
-        return QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, V, d)
     Qs, e = _unit_scaled(Q, amax)
     out = _sketch(Qs, jnp.asarray(u / nu, jnp.float32), jnp.asarray(v / nv, jnp.float32))
     q_v1, qt_u1, uqv, row, col, schur, energy = (float(x) for x in out)
     scale = 2.0**e
     return QuantSketch(q_v1 * scale, qt_u1 * scale, uqv * scale, row * scale, col * scale, schur * scale,
-                       energy * scale * scale)
+                       energy * scale * scale, V, d)
 
 
 def sketch_sigma1(sk: QuantSketch) -> float:
-    """The predicted ``σ_1(Q)``: the spiked-model estimate ``‖Qv_1‖·‖Qᵀu_1‖/|u_1ᵀQv_1|`` clipped into the rigorous
-    bracket ``[max(‖Qv_1‖, ‖Qᵀu_1‖, max row norm, max column norm), Schur bound]`` (module docstring)."""
+    """The predicted ``σ_1(Q)`` from a sketch (module docstring).
+
+    With ``θ = |u_1ᵀQv_1|`` and the noise variance off the spike ``s² = (‖Q‖_F² − θ²)/(Vd)``:
+
+    * the signal is detectable (``θ > s(Vd)^¼``, BGN's threshold) and the spiked estimate
+      ``‖Qv_1‖·‖Qᵀu_1‖/θ`` lies below the Schur bound: that estimate, raised to the rigorous lower bound
+      ``lo = max(‖Qv_1‖, ‖Qᵀu_1‖, max row norm, max column norm)`` if below it;
+    * otherwise (the quantizer wiped out the signal along ``u_1 v_1ᵀ``, e.g. 2 bits per tensor on a trained
+      embedding, where 99.9% of the entries round to zero): the spiked model does not describe ``Q``, and the
+      prediction is the larger of ``lo`` and the bulk edge ``s(√V + √d)``, capped by the Schur bound.
+    """
     if not isinstance(sk, QuantSketch):
         raise TypeError(f"sk: expected a zipfrmt.sketch.QuantSketch, got {describe(sk)}")
     lo = max(sk.q_v1, sk.qt_u1, sk.row_max, sk.col_max)
-    est = sk.q_v1 * sk.qt_u1 / sk.u1_q_v1 if sk.u1_q_v1 > 0 else math.inf
-    return min(max(est, lo), sk.schur)
+    theta = sk.u1_q_v1
+    s = math.sqrt(max(sk.energy - theta**2, 0.0) / max(sk.V * sk.d, 1))
+    if theta > s * (sk.V * sk.d) ** 0.25 and theta > 0:
+        est = sk.q_v1 * sk.qt_u1 / theta
+        if est <= sk.schur:
+            return max(est, lo)
+    return min(max(lo, s * (math.sqrt(sk.V) + math.sqrt(sk.d))), sk.schur)
 
 
 #: Power iterations stop once ``v`` moves by less than this between steps (float32 resolves ~1e-7).

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from zipfrmt import embeddings, quant, rmt, spectra
+from zipfrmt import embeddings, quant, rmt, sketch, spectra
 from zipfrmt.checks import check_choice, check_int, check_key, check_number
 
 __all__ = ["CASES", "Counterexample", "check_counterexample", "outlier_column_matrix"]
@@ -114,7 +114,8 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
     the Dozier–Silverstein law — NaN unless the claim is about the exponent), all over every rank;
     ``stable_rank_predicted_profile`` (:func:`zipfrmt.rmt.predict_with_profile`: the additive prediction with
     ``σ_1`` moved by the noise's variance profile along W's top singular vectors; the plain prediction where it
-    does not apply); ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
+    does not apply); ``stable_rank_predicted_sketch`` (:func:`zipfrmt.rmt.predict_from_sketch`: ``σ_1`` from one
+    pass over Q along W's top singular pair); ``sigma1_shift_measured`` ``σ_1(Q)² − σ_1(W)²`` and
     ``sigma1_shift_iid`` ``σ̃_1² − (gσ_1)²``, the shift the model predicts for its signal ``gσ_1`` (g = 1 for the
     additive model); ``holds`` — whether the claim held (for
     ``"r_s(Q) predicted"``: within 1%, the Widrow-regime accuracy the package states).
@@ -129,6 +130,8 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
           if case.claim == "a(Q) < a(W)" else None)  # the DS law on a 4096×512 matrix takes seconds
     U, _, Vt = np.linalg.svd(np.asarray(W, np.float64), full_matrices=False)
     prof = rmt.predict_with_profile(sigma_w, case.V, case.d, res, U[:, 0], Vt[0])
+    sk = rmt.predict_from_sketch(sigma_w, case.V, case.d, res, sketch.quant_sketch(res.dequantized, U[:, 0], Vt[0]),
+                                 bulk="mp")  # only its σ_1 and stable rank are read here
     out = {
         "regime": res.regime,
         "model": pred.model,
@@ -137,6 +140,7 @@ def check_counterexample(case: Counterexample, seed: int = 0) -> dict[str, Any]:
         "stable_rank_measured": _stable_rank(sigma_q),
         "stable_rank_predicted": float(pred.stable_rank),
         "stable_rank_predicted_profile": float(prof.stable_rank),
+        "stable_rank_predicted_sketch": float(sk.stable_rank),
         "exponent_full": float(spectra.rank_decay_exponent(sigma_w).a),
         "exponent_measured": float(spectra.rank_decay_exponent(sigma_q).a),
         "exponent_predicted_mp": float(pred.decay.a),

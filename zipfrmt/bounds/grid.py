@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 import zipfrmt
-from zipfrmt import embeddings, quant, rmt, spectra, sweep
+from zipfrmt import embeddings, quant, rmt, sketch, spectra, sweep
 from zipfrmt.bounds.lemma import lemma_embedding, zipf_rank_exponent
 from zipfrmt.bounds.measure import MEASURE_METHOD, RIGOROUS_RTOL, f64, measure
 from zipfrmt.bounds.outliers import spectral_flattening, stable_rank_increase, truncation_index
@@ -169,11 +169,15 @@ _VARIABLES: dict[str, tuple[str, str, str, str, str]] = {
     "k_star_additive": ("point", "i8", "P3", "asymptotic", "#{σ_k > s(Vd)^(1/4)}"),
     "k_star_bussgang": ("point", "i8", "P3", "asymptotic", "#{gσ_k > s_D(Vd)^(1/4)}"),
     "k_measured": ("point", "i8", "P3", "measured", "#{σ_k(Q) > s(√V + √d)}"),
+    "k_star_sketch": ("point", "i8", "P3", "asymptotic", "#{σ̃_k > floor} on the sketch model's spectrum"),
+    "k_measured_sketch": ("point", "i8", "P3", "measured", "#{σ_k(Q) > floor of the sketch model's regime}"),
     "sigma1_additive": ("point", "f8", "P4", "asymptotic", "σ̃_1, spiked map of σ_1 (additive)"),
     "sigma1_bussgang": ("point", "f8", "P4", "asymptotic", "σ̃_1, spiked map of gσ_1 (Bussgang)"),
+    "sigma1_sketch": ("point", "f8", "P4", "asymptotic", "σ̃_1 from the one-pass sketch (rmt.predict_from_sketch)"),
     "sigma1_measured": ("point", "f8", "P4", "measured", "σ_1(Q)"),
     "stable_rank_additive": ("point", "f8", "P4", "asymptotic", "(Σσ² + Vds²)/σ̃_1²"),
     "stable_rank_bussgang": ("point", "f8", "P4", "asymptotic", "(g²Σσ² + Vds_D²)/σ̃_1²"),
+    "stable_rank_sketch": ("point", "f8", "P4", "asymptotic", "‖Q‖_F²/σ̃_1² with the sketched σ̃_1"),
     "stable_rank_measured": ("point", "f8", "P4", "measured", "r_s(Q)"),
     "stable_rank_fluctuation": ("point", "f8", "P4", "asymptotic", "2s/σ̃_1, relative finite-size std"),
     "sr_lower_bound": ("point", "f8", "P4", "rigorous", "‖Q‖_F²/(‖W‖₂ + ‖E‖₂)²"),
@@ -182,6 +186,7 @@ _VARIABLES: dict[str, tuple[str, str, str, str, str]] = {
     "sr_increase_certified": ("point", "?", "P4", "rigorous", "lower bound > r_s(W)"),
     "exponent_additive": ("point", "f8", "P5", "asymptotic", "a of the predicted spectrum (additive)"),
     "exponent_bussgang": ("point", "f8", "P5", "asymptotic", "a of the predicted spectrum (Bussgang)"),
+    "exponent_sketch": ("point", "f8", "P5", "asymptotic", "a of the sketch model's predicted spectrum"),
     "exponent_measured": ("point", "f8", "P5", "measured", "a(Q) over the rank window"),
 }
 
@@ -189,9 +194,11 @@ _FILL = {"f8": math.nan, "i8": -1, "?": False, "U9": ""}
 
 
 def _point_values(
-    W: jax.Array, sW: np.ndarray, V: int, d: int, bits: int, gran: str, rounding: str, key: Any, grid: VerifyGrid
+    W: jax.Array, sW: np.ndarray, pair: tuple[np.ndarray, np.ndarray], V: int, d: int, bits: int, gran: str,
+    rounding: str, key: Any, grid: VerifyGrid
 ) -> dict[str, Any]:
-    """Quantizes W at one configuration, measures, predicts and checks every proposition."""
+    """Quantizes W at one configuration, measures, predicts and checks every proposition (``pair``: W's top
+    singular vectors, for the sketch model)."""
     kind, group = parse_granularity(gran)
     res = quant.quantize(W, bits, granularity=kind, group_size=group, rounding=rounding, key=key)
     m = measure(W, res.dequantized, sigma_W=sW)
@@ -203,6 +210,8 @@ def _point_values(
     tr = truncation_index(pa, m, bussgang=pb)
     sr = stable_rank_increase(pa, m, bussgang=pb)
     fl = spectral_flattening(pa, m, bussgang=pb)
+    ps = rmt.predict_from_sketch(sW, V, d, res, sketch.quant_sketch(res.dequantized, *pair), bulk=grid.bulk,
+                                 rank_window=grid.rank_window)
     return {
         "regime": res.regime,
         "noise_var_model": res.noise_var_model,
@@ -222,11 +231,15 @@ def _point_values(
         "k_star_additive": tr.predicted,
         "k_star_bussgang": tr.predicted_bussgang,
         "k_measured": tr.measured,
+        "k_star_sketch": ps.truncation_index,
+        "k_measured_sketch": rmt.count_above_floor(m.sigma_Q, ps),
         "sigma1_additive": sr.sigma1_predicted,
         "sigma1_bussgang": sr.sigma1_bussgang,
+        "sigma1_sketch": ps.sigma1,
         "sigma1_measured": sr.sigma1_measured,
         "stable_rank_additive": sr.predicted,
         "stable_rank_bussgang": sr.predicted_bussgang,
+        "stable_rank_sketch": ps.stable_rank,
         "stable_rank_measured": sr.measured,
         "stable_rank_fluctuation": sr.fluctuation,
         "sr_lower_bound": sr.lower_bound,
@@ -235,6 +248,7 @@ def _point_values(
         "sr_increase_certified": sr.increase_certified,
         "exponent_additive": fl.predicted,
         "exponent_bussgang": fl.predicted_bussgang,
+        "exponent_sketch": ps.decay.a,
         "exponent_measured": fl.measured,
     }
 
@@ -261,7 +275,10 @@ def verify(
     (:func:`zipfrmt.quant.quantize`), the spectra of Q and E = Q − W are computed through their Gram matrices
     (no full SVD), and both models are predicted: the additive one with the quantizer's *model* noise variance
     (:func:`zipfrmt.rmt.predict_quantized`) and the Bussgang one with the *measured* gain and residual
-    variance (:func:`zipfrmt.rmt.predict_quantized_bussgang`).
+    variance (:func:`zipfrmt.rmt.predict_quantized_bussgang`); and the sketch model
+    (:func:`zipfrmt.rmt.predict_from_sketch`, with W's top singular pair from
+    :func:`zipfrmt.sketch.top_singular_pair`, once per matrix), whose ``k*`` is measured against its own
+    regime's noise floor (``k_measured_sketch``).
 
     Returns:
       A Dataset with dims ``(V, d, a, bits, granularity, rounding, seed)`` (the matrix-level variables —
@@ -327,6 +344,7 @@ def _verify_block(grid: VerifyGrid, progress: bool) -> Any:
                 arrays["p1_exponent_measured"][mi] = p1.measured
                 arrays["stable_rank_full"][mi] = float(np.sum(sW**2) / sW[0] ** 2)
                 arrays["exponent_full"][mi] = spectra.rank_decay_exponent(sW, k_lo, k_hi).a
+                pair = sketch.top_singular_pair(W)
             except Exception as exc:  # noqa: BLE001 - re-raised with the point's configuration
                 raise RuntimeError(f"verify: the matrix at {where} failed: {type(exc).__name__}: {exc}") from exc
             for (ib, bits), (ig, gran), (ir, rounding) in itertools.product(
@@ -336,7 +354,7 @@ def _verify_block(grid: VerifyGrid, progress: bool) -> Any:
                 if rounding == "stochastic":
                     key = jax.random.fold_in(jax.random.fold_in(k_round, bits), _gran_code(gran))
                 try:
-                    values = _point_values(W, sW, V, d, bits, gran, rounding, key, grid)
+                    values = _point_values(W, sW, pair, V, d, bits, gran, rounding, key, grid)
                 except Exception as exc:  # noqa: BLE001 - re-raised with the point's configuration
                     raise RuntimeError(
                         f"verify: the point {where}, bits={bits}, granularity={gran!r}, rounding={rounding!r} "

@@ -30,12 +30,16 @@ _ASYMPTOTIC: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("P2", "‖E‖₂ vs edge of the variance profile", "profile", "edge_profile", "sigma_max_E", "rel"),
     ("P3", "truncation index k*", "additive", "k_star_additive", "k_measured", "count"),
     ("P3", "truncation index k*", "bussgang", "k_star_bussgang", "k_measured", "count"),
+    ("P3", "truncation index k*", "sketch", "k_star_sketch", "k_measured_sketch", "count"),
     ("P4", "σ_1(Q) (spiked map)", "additive", "sigma1_additive", "sigma1_measured", "rel"),
     ("P4", "σ_1(Q) (spiked map)", "bussgang", "sigma1_bussgang", "sigma1_measured", "rel"),
+    ("P4", "σ_1(Q) (spiked map)", "sketch", "sigma1_sketch", "sigma1_measured", "rel"),
     ("P4", "stable rank r_s(Q)", "additive", "stable_rank_additive", "stable_rank_measured", "rel"),
     ("P4", "stable rank r_s(Q)", "bussgang", "stable_rank_bussgang", "stable_rank_measured", "rel"),
+    ("P4", "stable rank r_s(Q)", "sketch", "stable_rank_sketch", "stable_rank_measured", "rel"),
     ("P5", "rank exponent a(Q)", "additive", "exponent_additive", "exponent_measured", "rel"),
     ("P5", "rank exponent a(Q)", "bussgang", "exponent_bussgang", "exponent_measured", "rel"),
+    ("P5", "rank exponent a(Q)", "sketch", "exponent_sketch", "exponent_measured", "rel"),
 )
 
 _REGIMES = ("widrow", "dead-zone")
@@ -78,7 +82,7 @@ def verification_table(ds: Any) -> list[dict[str, Any]]:
     """Condenses a :func:`verify` Dataset: one row per proposition, quantity and model (plain Python, JSON-able).
 
     Each row has ``proposition``, ``quantity``, ``kind`` (rigorous / asymptotic / empirical), ``model``
-    (additive / bussgang / -), ``points`` (how many were checked), ``violations`` (rigorous rows: must be 0),
+    (additive / bussgang / sketch / -), ``points`` (how many were checked), ``violations`` (rigorous rows: must be 0),
     ``certified`` (rows that count successes, e.g. P4 increases certified by the rigorous bracket, P5 points
     that flattened), and for asymptotic rows ``{group}_n``, ``{group}_median`` and ``{group}_worst`` — the
     number of finite errors, the median and the worst absolute relative error — for ``group`` in ``all``,

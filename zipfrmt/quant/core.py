@@ -90,6 +90,7 @@ def _quantize_and_measure(
     """
     fmt = FORMATS[spec.format]
     deq, scale, _, scale_u = _format_quantize(spec, W, key, u)
+    flushed = (scale_u == 0) & (spec.format != "int")  # a real format's own zero scale (nvfp4's e4m3 flush)
     if scaled:
         W_u, deq_u = times_pow2(W, -u), times_pow2(deq, -u)
     else:
@@ -98,15 +99,16 @@ def _quantize_and_measure(
     moments["noise_var_model"] = fmt.noise_var(spec, W_u, deq_u, scale_u)
     if spec.format == "int" and spec.rounding == "stochastic":  # its model variance depends on W: say how much
         moments["noise_var_signal_free"] = uniform.uniform_noise_var(spec, W_u, deq_u, scale_u, signal_free=True)
-    return deq, scale, moments
+    return deq, scale, moments, flushed
 
 
-def _check_result(spec: QuantSpec, scale: jax.Array, overflow: bool, amax: float) -> None:
+def _check_result(spec: QuantSpec, scale: jax.Array, flushed: jax.Array, overflow: bool, amax: float) -> None:
     """Named errors for a result float32 cannot hold: a scale group whose grid is below float32's normal numbers
     (the int quantizer reports its step as 0; a real format's scale is below 2^-125), or levels above its largest
-    number."""
+    number. A real format's scale that is 0 in units of ``max|W|`` (``flushed``: nvfp4's e4m3 block scale rounded
+    to 0, the block flushed to zero) is the format's behaviour, not float32's, and is not an error."""
     scale = np.asarray(scale)
-    small = int((scale < MIN_STEP).sum())
+    small = int(((scale < MIN_STEP) & ~np.asarray(flushed)).sum())
     if small:
         raise ValueError(
             f"W: expected scale groups whose quantization step float32 can hold (at least 2^-125 ≈ {MIN_STEP:.3g}), "
@@ -167,9 +169,9 @@ def quantize(
     if W.dtype != jnp.float32:
         W = W.astype(jnp.float32)
     u = math.frexp(amax)[1]  # max|W|·2^-u ∈ [0.5, 1)
-    deq, scale, moments = _quantize_and_measure(spec, W, key, jnp.int32(u), abs(u) > _PLAIN_STATS_EXPONENT)
+    deq, scale, moments, flushed = _quantize_and_measure(spec, W, key, jnp.int32(u), abs(u) > _PLAIN_STATS_EXPONENT)
     stats = with_regime(moments)
-    _check_result(spec, scale, not math.isfinite(stats["noise_var_measured"]), amax)
+    _check_result(spec, scale, flushed, not math.isfinite(stats["noise_var_measured"]), amax)
     return QuantResult(dequantized=deq, scale=scale, spec=spec, **stats)
 
 

@@ -107,6 +107,33 @@ def _qwix_quantize(qtype: Any) -> QuantizeFn:
     return quantize
 
 
+#: NVFP4's largest e2m1 code times e4m3's largest number: the per-tensor scale maps ``max|W|`` here.
+_NVFP4_TENSOR_RANGE = 6.0 * 448.0
+
+
+def _nvfp4_quantize() -> QuantizeFn:
+    """NVFP4 with its two-level scaling: a float32 per-tensor scale ``s = max|W| / (6 · 448)`` and Qwix's e2m1
+    codes with e4m3 scales per 16 entries of ``W / s``; ``Q(W) = s · Q_qwix(W / s)``, scales ``s · e4m3``.
+
+    NVIDIA's format (the NVFP4 training recipe, arXiv 2509.25149, §2; Transformer Engine) encodes each block
+    scale in e4m3 *relative to* the per-tensor scale, so that the largest block scale is e4m3's largest number
+    and a tensor of any magnitude keeps e4m3's full range for its blocks. Qwix's ``nvfp4`` stores the block scale
+    in e4m3 directly: without ``s``, every block whose ``max|w|/6`` is below e4m3's smallest number 2^−9 is
+    flushed to zero, which on an embedding with ``max|W| ≈ 0.02`` is most blocks. A block whose scale relative
+    to ``s`` is still below 2^−10 (``max|w| < 2.2·10^−6 · max|W|``) is flushed, as in the format itself; its
+    scale is reported as 0.
+    """
+    qwix_nvfp4 = _qwix_quantize("nvfp4")
+
+    def quantize(spec: QuantSpec, W: Float[Array, "V d"], key: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        amax = jnp.max(jnp.abs(W))
+        s = jnp.where(amax > 0, amax / _NVFP4_TENSOR_RANGE, 1.0).astype(W.dtype)
+        deq, scale, inside = qwix_nvfp4(spec, W / s, key)
+        return deq * s, scale * s, inside
+
+    return quantize
+
+
 def _expand_scale(scale: jax.Array, shape: tuple[int, int]) -> Float[Array, "V d"]:
     """A Qwix scale (scalar, per row/column, or tiled along axis 1) broadcast to the matrix shape."""
     V, d = shape
@@ -172,7 +199,8 @@ def qwix_format(name: str, qtype: Any, bits: int, block: int | None, source: str
     return Format(
         name=name, bits=bits, block=block, default_granularity="group" if block else "row",
         schemes=("symmetric",), clips=("absmax",), roundings=("nearest",),
-        quantize=_qwix_quantize(qtype), noise_var=_bennett_noise_var(qtype),
+        quantize=_nvfp4_quantize() if qtype == "nvfp4" else _qwix_quantize(qtype),
+        noise_var=_bennett_noise_var(qtype),
         noise_model="Bennett: mean (scale × code-book cell width)²/12", source=source,
     )
 
@@ -209,6 +237,7 @@ FORMATS: dict[str, Format] = {
     "fp8_e5m2": qwix_format("fp8_e5m2", jnp.float8_e5m2, 8, None, "OCP 8-bit floating point (E5M2)"),
     "nf4": qwix_format("nf4", "nf4", 4, None, "4-bit NormalFloat, Dettmers et al. 2023 (QLoRA)"),
     "mxfp4": qwix_format("mxfp4", "mxfp4", 4, 32, "OCP Microscaling MXFP4: e2m1, power-of-two scale per 32"),
-    "nvfp4": qwix_format("nvfp4", "nvfp4", 4, 16, "NVIDIA NVFP4: e2m1, fp8-e4m3 scale per 16"),
+    "nvfp4": qwix_format("nvfp4", "nvfp4", 4, 16, "NVIDIA NVFP4: e2m1, fp8-e4m3 scale per 16 under an fp32 "
+                                                  "per-tensor scale"),
     **{name: ggml_format(name) for name in ggml.GGML_FORMATS},
 }
