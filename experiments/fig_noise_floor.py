@@ -120,14 +120,15 @@ def matrix_cache() -> Callable[[int, int, float, int], Any]:
     return get
 
 
-def measure_setting(W: Any, point: dict[str, Any]) -> Any:
+def measure_setting(W: Any, point: dict[str, Any], sketch_bulk: str = "dozier-silverstein") -> Any:
     """Quantizes ``W`` at ``point`` (``bits``, ``granularity``, ``rounding``), measures and predicts.
 
     Uses :func:`zipfrmt.analyze.analyze_matrix` (one setting), so ``k*`` is measured exactly as ``zipfrmt
     analyze`` measures it (quantized σ above the predicted noise floor of the regime's model). Adds the full
     predicted spectrum of that model, the additive (Widrow) prediction at every point, whatever the regime, and
     the sketch model's (:func:`zipfrmt.rmt.predict_from_sketch`: ``σ_1`` from one pass over ``Q``, ``k*``
-    counted on the Dozier–Silverstein spectrum) as ``*_sketch``.
+    counted on the Dozier–Silverstein spectrum) as ``*_sketch`` (with ``sketch_bulk="mp"``, for a figure that
+    reads only its stable rank, ``k_sketch`` is left out).
     Stochastic rounding draws its key from a hash of the point, so the result is a pure function of it.
     Returns a dataset with scalar variables and the spectra along ``rank``.
     """
@@ -137,7 +138,7 @@ def measure_setting(W: Any, point: dict[str, Any]) -> Any:
     gran, size = parse_granularity(point["granularity"])
     spec = QuantSpec(bits=int(point["bits"]), granularity=gran, group_size=size, rounding=point["rounding"])
     seed = zlib.crc32(sweep.config_json(point).encode()) & 0x7FFFFFFF
-    rep = analyze.analyze_matrix(W, [spec], seed=seed, keep_spectra=True)
+    rep = analyze.analyze_matrix(W, [spec], seed=seed, keep_spectra=True, sketch_bulk=sketch_bulk)
     row, fp = rep["quantized"][0], rep["fp"]
     s_fp = rep["spectra"]["fp"]
     s_q = rep["spectra"]["quantized"][0]
@@ -170,11 +171,12 @@ def measure_setting(W: Any, point: dict[str, Any]) -> Any:
         "exponent_additive": _num(add.decay.a),
         "sigma1_measured": row["sigma_max"],
         "sigma1_predicted": p["sigma_max"],
-        "k_sketch": ps["truncation_index"],
         "stable_rank_sketch": ps["stable_rank"],
         "exponent_sketch": _num(ps["rank_exponent"]),
         "sigma1_sketch": ps["sigma_max"],
     }
+    if sketch_bulk == "dozier-silverstein":
+        scalars["k_sketch"] = ps["truncation_index"]
     rank = np.arange(1, s_fp.size + 1)
     data = {k: ((), v) for k, v in scalars.items()}
     data["sigma_fp"] = (("rank",), np.asarray(s_fp, np.float64))
@@ -192,7 +194,8 @@ def grid_points(config: Any, shapes: Any, exponents: Any, seeds: Any) -> list[di
 
 
 def run_settings(name: str, config: Any, points: list[dict[str, Any]], *, root: str | Path, force: bool,
-                 progress: bool, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
+                 progress: bool, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 sketch_bulk: str = "dozier-silverstein") -> Any:
     """:func:`zipfrmt.sweep.run_grid` over ``points`` with :func:`measure_setting`, one matrix held at a time.
 
     ``extra(point)`` adds scalar variables to each point (e.g. which points a panel draws).
@@ -200,7 +203,7 @@ def run_settings(name: str, config: Any, points: list[dict[str, Any]], *, root: 
     get = matrix_cache()
 
     def compute(p: dict[str, Any]) -> Any:
-        ds = measure_setting(get(p["V"], p["d"], p["a"], p["seed"]), p)
+        ds = measure_setting(get(p["V"], p["d"], p["a"], p["seed"]), p, sketch_bulk)
         return ds.assign(**{k: ((), v) for k, v in (extra(p) if extra else {}).items()})
 
     return sweep.run_grid(name, config, points, compute, root=root, force=force, progress=progress)

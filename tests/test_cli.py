@@ -10,6 +10,7 @@ import pytest
 from conftest import power_law_np
 from safetensors.numpy import save_file
 
+from zipfrmt import cli as cli_module
 from zipfrmt import quant, rmt, spectra
 from zipfrmt.analyze import analyze_matrix
 from zipfrmt.cli import main
@@ -177,6 +178,27 @@ def test_compiled_programs_are_cached_on_disk_between_runs(tmp_path, setting):
         assert written == []
 
 
+def test_reproduce_writes_no_compiled_programs_it_caches_results_instead(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr(cli_module, "enable_compilation_cache", lambda: called.append(True))
+    monkeypatch.setattr(cli_module, "build_parser", lambda: _FakeParser("reproduce"))
+    assert cli_module.main([]) == 0 and called == []
+    monkeypatch.setattr(cli_module, "build_parser", lambda: _FakeParser("analyze"))
+    assert cli_module.main([]) == 0 and called == [True]
+
+
+class _FakeParser:
+    """A parser whose parse_args returns ``command`` with a no-op handler (what main does around it)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def parse_args(self, argv):
+        import types
+
+        return types.SimpleNamespace(command=self.command, func=lambda args: 0)
+
+
 def test_report_is_real_package_output(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["report", "--V", "1024", "--d", "64", "--bits", "8,2", "--granularity", "row",
@@ -187,6 +209,18 @@ def test_report_is_real_package_output(tmp_path, capsys):
     assert eight["regime"] == "widrow" and two["regime"] == "dead-zone"
     assert two["stable_rank"] > eight["stable_rank"]  # the noise floor raises the stable rank
     assert "dead-zone" in capsys.readouterr().out
+
+
+def test_analysis_sketch_bulk_changes_only_its_truncation_index():
+    W = power_law_np(600, 48, 0.5)
+    ds = analyze_matrix(W, ["int2-row", "int4-row"], seed=1)["quantized"]
+    mp = analyze_matrix(W, ["int2-row", "int4-row"], seed=1, sketch_bulk="mp")["quantized"]
+    for a, b in zip(ds, mp, strict=True):
+        assert a["predicted_sketch"]["stable_rank"] == b["predicted_sketch"]["stable_rank"]
+        assert a["predicted_sketch"]["sigma_max"] == b["predicted_sketch"]["sigma_max"]
+        assert a["predicted"] == b["predicted"]
+    with pytest.raises(ValueError, match=r"sketch_bulk: expected one of 'dozier-silverstein', 'mp', got 'ds'"):
+        analyze_matrix(W, ["int4-row"], sketch_bulk="ds")
 
 
 def test_stochastic_rounding_in_an_analysis_is_reproducible():

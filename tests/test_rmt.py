@@ -338,6 +338,17 @@ def test_ds_prediction_reads_a_dense_band_of_spikes_off_the_law_not_the_spiked_m
     assert abs(mp.decay.a - measured) > 0.2 * measured  # the spiked map one by one misses by ~28%
 
 
+def test_a_solve_that_stopped_early_converged_and_does_not_warn():
+    """The loop stops when the residual at m is within tol; it returns that m, not one more Newton step (whose
+    residual, at the float floor, may exceed tol: 4.1e-13 > 3e-13 here, a false 'did not converge in 32')."""
+    t, x = np.arange(1, 129) ** -1.0, np.linspace(0.001, 2.0, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for tol in (1e-10, 1e-12, 3e-13):
+            r = rmt.dozier_silverstein_density(x, t, 0.25, 1e-3, tol=tol, max_iter=200)
+            assert int(r.iterations) < 200 and bool(r.converged) and float(np.max(r.residual)) <= tol
+
+
 def test_non_convergence_warns_with_the_max_residual():
     sigma = power_law_signal(200, 0.5, 800 * 200)
     with pytest.warns(rmt.ConvergenceWarning, match=r"max relative residual .* > tol"):

@@ -523,7 +523,7 @@ def _ds_solve(
         m_next = jnp.where(ok, newton, m + damping * (f - m))
         res = jnp.abs(m - f) / jnp.abs(m)
         done = (e <= eta) & jnp.all(res <= tol)
-        return it + 1, m_next, done
+        return it + 1, jnp.where(done, m, m_next), done  # once converged, keep the m that was checked
 
     def cond(state: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
         it, _, done = state
