@@ -69,6 +69,9 @@ class Config:
     granularities: tuple[str, ...] = ("tensor", "row", "group32")
     roundings: tuple[str, ...] = ("nearest",)
     spectrum_granularity: str = "tensor"
+    #: the sketch model's bulk: ``"dozier-silverstein"`` adds its k* (counted on that law) to panel b as
+    #: crosses, 0.3–0.8 s a setting; ``"mp"`` leaves them out (the quick scale, for time)
+    sketch_bulk: str = "mp"
 
     def __post_init__(self) -> None:
         for name in ("shapes", "exponents"):
@@ -81,15 +84,17 @@ class Config:
             check_number(a, "exponents", lo=0.0)
         check_settings(self)
         check_choice(self.spectrum_granularity, "spectrum_granularity", self.granularities)
+        check_choice(self.sketch_bulk, "sketch_bulk", ("mp", "dozier-silverstein"))
         if "nearest" not in self.roundings:
             raise ValueError(f"roundings: expected 'nearest' among them (panel a draws it), got {self.roundings!r}")
 
 
 SCALES = {
-    "test": Config(shapes=((512, 64),), exponents=(1.0,), bits=(8, 3, 2), granularities=("tensor", "row")),
+    "test": Config(shapes=((512, 64),), exponents=(1.0,), bits=(8, 3, 2), granularities=("tensor", "row"),
+                   sketch_bulk="dozier-silverstein"),
     "quick": Config(),
     "full": Config(shapes=((50257, 768), (16384, 1024)), exponents=(1.0, 0.75, 0.5), seeds=(0, 1, 2),
-                   granularities=("tensor", "row", "group32", "group128")),
+                   granularities=("tensor", "row", "group32", "group128"), sketch_bulk="dozier-silverstein"),
 }
 
 
@@ -223,7 +228,8 @@ def _in_spectrum_panel(config: Config, p: dict[str, Any]) -> bool:
 def run(config: Config, *, root: str | Path = "results", force: bool = False, progress: bool = True) -> Any:
     points = grid_points(config, config.shapes, config.exponents, config.seeds)
     return run_settings(NAME, config, points, root=root, force=force, progress=progress,
-                        extra=lambda p: {"spectrum_panel": _in_spectrum_panel(config, p)})
+                        extra=lambda p: {"spectrum_panel": _in_spectrum_panel(config, p)},
+                        sketch_bulk=config.sketch_bulk)
 
 
 def render(ds: Any, out_dir: str | Path) -> list[Path]:
