@@ -52,3 +52,24 @@ def write_gguf(path: Path, tensors: dict) -> Path:
 def text_data() -> Path:
     assert DATA_DIR.is_dir(), f"the repository's texts are missing from {DATA_DIR}"
     return DATA_DIR
+
+
+def assert_table_read_back_and_redrawn(module, config, root: Path, ds, out_dir: Path, monkeypatch) -> None:
+    """A second ``module.run`` reads the cached result (its ``_point`` is never called) and equals the file;
+    ``render`` writes the table (.md with a header, a rule and one line per row of ``ds``; .tex) from it alone."""
+    import xarray as xr
+
+    from zipfrmt import sweep
+
+    def fail(*a, **k):
+        raise AssertionError("recomputed although the result was cached")
+
+    monkeypatch.setattr(module, "_point", fail)
+    again = module.run(config, root=root, progress=False)
+    with xr.open_dataset(sweep.result_path(module.NAME, config, root)) as f:
+        on_disk = f.load()
+    xr.testing.assert_identical(again, on_disk)
+    paths = module.render(on_disk, out_dir)
+    assert sorted(p.name for p in paths) == [f"{module.NAME}.md", f"{module.NAME}.tex"]
+    md = (out_dir / "tables" / f"{module.NAME}.md").read_text()
+    assert md.count("\n") == 2 + ds.sizes["row"]

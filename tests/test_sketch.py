@@ -77,7 +77,9 @@ def test_quant_sketch_scales_with_the_matrix_at_any_magnitude_float32_holds(c):
     assert math.isfinite(b.energy) and b.energy > 0
 
 
-def test_top_singular_pair_matches_lapack_on_a_power_law():
+@pytest.mark.parametrize("gram_max_d", [4096, 0])  # the Gram's eigenvector; power iteration (d > the limit)
+def test_top_singular_pair_matches_lapack_on_a_power_law(gram_max_d, monkeypatch):
+    monkeypatch.setattr(sketch, "_GRAM_MAX_D", gram_max_d)
     W = np.asarray(embeddings.power_law_matrix(jax.random.key(0), 512, 64, 0.5), np.float64)
     U, _, Vt = np.linalg.svd(W, full_matrices=False)
     u, v = sketch.top_singular_pair(W)

@@ -3,10 +3,10 @@
 import jax
 import numpy as np
 import pytest
-import xarray as xr
+from conftest import assert_table_read_back_and_redrawn
 
 from experiments import tab_counterexamples as tab
-from zipfrmt import bounds, quant, spectra, sweep
+from zipfrmt import bounds, quant, spectra
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +19,7 @@ def result(tmp_path_factory):
 def test_run_render_and_rerender_from_disk_without_recomputing(result, tmp_path, monkeypatch):
     config, root, ds = result
     assert ds.sizes["row"] == len(config.cases) * len(config.seeds)
-
-    def fail(*a, **k):
-        raise AssertionError("recomputed although the result was cached")
-
-    monkeypatch.setattr(tab, "_point", fail)
-    again = tab.run(config, root=root, progress=False)
-    with xr.open_dataset(sweep.result_path(tab.NAME, config, root)) as f:
-        on_disk = f.load()
-    xr.testing.assert_identical(again, on_disk)
-    paths = tab.render(on_disk, tmp_path)
-    assert sorted(p.name for p in paths) == [f"{tab.NAME}.md", f"{tab.NAME}.tex"]
-    md = (tmp_path / "tables" / f"{tab.NAME}.md").read_text()
-    assert md.count("\n") == 2 + ds.sizes["row"]
+    assert_table_read_back_and_redrawn(tab, config, root, ds, tmp_path, monkeypatch)
 
 
 def test_each_test_scale_case_refutes_its_claim_and_describe_says_so(result):

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-import xarray as xr
+from conftest import assert_table_read_back_and_redrawn
 
 from experiments import tab_sketch_prediction as tab
-from zipfrmt import sweep
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +18,7 @@ def test_run_render_and_rerender_from_disk_without_recomputing(result, tmp_path,
     config, root, ds = result
     admitted = [s for s in config.specs if s != "tq2_0"]  # its blocks of 256 are longer than the rows of 64
     assert ds.sizes["row"] == len(config.matrices) * len(admitted)
-
-    def fail(*a, **k):
-        raise AssertionError("recomputed although the result was cached")
-
-    monkeypatch.setattr(tab, "_point", fail)
-    again = tab.run(config, root=root, progress=False)
-    with xr.open_dataset(sweep.result_path(tab.NAME, config, root)) as f:
-        on_disk = f.load()
-    xr.testing.assert_identical(again, on_disk)
-    paths = tab.render(on_disk, tmp_path)
-    assert sorted(p.name for p in paths) == [f"{tab.NAME}.md", f"{tab.NAME}.tex"]
-    md = (tmp_path / "tables" / f"{tab.NAME}.md").read_text()
-    assert md.count("\n") == 2 + ds.sizes["row"]
+    assert_table_read_back_and_redrawn(tab, config, root, ds, tmp_path, monkeypatch)
 
 
 def test_the_sketch_predicts_the_stable_rank_on_real_text_and_trained_embeddings_at_every_format(result):

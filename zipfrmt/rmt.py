@@ -749,6 +749,8 @@ def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s
     isolated = (images >= floor_cut + _ISLAND * s) & (images - below > 2 * _ISLAND * s)
     j = int(np.argmin(isolated)) if not isolated.all() else images.size  # leading run of isolated images
     top = images[:j]
+    if j >= r:  # every rank is an isolated spike: nothing is left for the law (the solve would be discarded)
+        return unit * top[:r]
     cut = floor_cut if j == images.size else max(floor_cut, images[j] + _ISLAND * s)
     n_grid = int(min(max(_DS_QUANTILE_GRID, math.ceil(4 * cut / s)), _DS_QUANTILE_GRID_MAX))
     du = cut / math.sqrt(V) / n_grid
