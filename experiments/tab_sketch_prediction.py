@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.fig_training_collapse import TEXTS as TRAINING_TEXTS
 from experiments.outputs import DATA_DIR, fmt, write_table
 from zipfrmt.checks import check_int, check_number
 from zipfrmt.quant import QuantSpec, check_spec_shape
@@ -37,8 +38,9 @@ CAPTION = ("The stable rank and truncation index of quantized real-text (PPMI–
            "embeddings at every format, measured beside the regime's model (additive or Bussgang, from the "
            "full-precision spectrum) and the sketch model (σ_1 from one pass over Q): relative errors in %.")
 
-#: The texts in ``data/`` a PPMI–SVD embedding is built from, and the one the embedding-bag model trains on.
-TEXTS = {"tinyshakespeare": "tinyshakespeare.txt", "wikitext2": "wikitext2-valid.txt"}
+#: The texts in ``data/`` a PPMI–SVD embedding is built from (those the training experiments use), and the one
+#: the embedding-bag model trains on.
+TEXTS = TRAINING_TEXTS
 TRAIN_TEXT = "wikitext2"
 
 #: Every format, and the int quantizer where its regimes differ.
