@@ -77,6 +77,32 @@ def test_quant_sketch_scales_with_the_matrix_at_any_magnitude_float32_holds(c):
     assert math.isfinite(b.energy) and b.energy > 0
 
 
+@pytest.mark.parametrize("c", [1.0, 2.0**70, 1e-30])
+def test_the_host_pass_and_the_compiled_program_give_the_same_sketch(c, monkeypatch):
+    """A matrix in CPU memory is summed by NumPy in row blocks (one of them scaled apart, far smaller than the
+    others); the compiled program (used for a matrix on an accelerator) must agree with it."""
+    rng = np.random.default_rng(3)
+    Q = (rng.standard_normal((700, 48)) * (rng.random((700, 48)) < 0.3) * c).astype(np.float32)
+    Q[300:340] *= np.float32(2.0**-40)  # a block of rows far below the others
+    u, v = rng.standard_normal(700), rng.standard_normal(48)
+    host = sketch.quant_sketch(Q, u, v)
+    monkeypatch.setattr(sketch, "host_view", lambda x: None)
+    compiled = sketch.quant_sketch(jax.numpy.asarray(Q), u, v)
+    for x, y in zip(host, compiled, strict=True):
+        assert x == pytest.approx(y, rel=2e-5)
+    Q64 = Q.astype(np.float64)
+    assert host.q_v1 == pytest.approx(np.linalg.norm(Q64 @ v) / np.linalg.norm(v), rel=1e-5)
+    assert host.qt_u1 == pytest.approx(np.linalg.norm(u @ Q64) / np.linalg.norm(u), rel=1e-5)
+    assert host.schur == pytest.approx(math.sqrt(np.abs(Q64).sum(1).max() * np.abs(Q64).sum(0).max()), rel=1e-5)
+
+
+def test_a_nonfinite_entry_in_a_late_block_is_named_by_its_rows():
+    Q = np.ones((1000, 8), np.float32)
+    Q[900, 3] = np.inf
+    with pytest.raises(ValueError, match=r"Q: expected finite entries, got NaN or Inf in rows 768\.\.999"):
+        sketch.quant_sketch(Q, np.ones(1000), np.ones(8))
+
+
 @pytest.mark.parametrize("gram_max_d", [4096, 0])  # the Gram's eigenvector; power iteration (d > the limit)
 def test_top_singular_pair_matches_lapack_on_a_power_law(gram_max_d, monkeypatch):
     monkeypatch.setattr(sketch, "_GRAM_MAX_D", gram_max_d)

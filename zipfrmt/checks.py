@@ -91,9 +91,13 @@ def check_float_array(
         raise ValueError(f"{name}: expected a non-empty array, got shape {tuple(x.shape)}")
     if finite and not _is_tracer(x):
         if not _all_finite(x):
-            bad = int((~np.isfinite(np.asarray(x, dtype=np.float32))).sum())
-            raise ValueError(f"{name}: expected finite entries, got {bad} NaN or Inf entries in {describe(x)}")
+            _raise_nonfinite(x, name)
     return x
+
+
+def _raise_nonfinite(x: Any, name: str) -> None:
+    bad = int((~np.isfinite(np.asarray(x, dtype=np.float32))).sum())
+    raise ValueError(f"{name}: expected finite entries, got {bad} NaN or Inf entries in {describe(x)}")
 
 
 def check_nonnegative_array(x: Any, name: str, *, ndim: int, what: str = "counts") -> np.ndarray:
@@ -199,6 +203,20 @@ def max_abs(W: Any) -> float:
     ints = {2: np.int16, 4: np.int32}[dt.itemsize]
     top = jnp.max(jax.lax.bitcast_convert_type(W, ints) & ((1 << (8 * dt.itemsize - 1)) - 1))
     return float(np.asarray(top, ints).view(dt))
+
+
+def check_matrix_max_abs(W: Any, name: str = "W") -> tuple[np.ndarray | jax.Array, float]:
+    """:func:`check_matrix` and :func:`max_abs` together: ``(W, max|W|)``. A matrix in CPU memory is read twice
+    (its ``max`` and ``min`` give both the finiteness test and ``max|W|``), not four times — on a 262,144×640
+    tensor quantized at 20 specs, the reads this saves cost about two of its Gram matrices."""
+    W = check_float_array(W, name, ndim=2, finite=False)
+    h = host_view(W) if isinstance(W, jax.Array) else W
+    if h is None:
+        return check_matrix(W, name), max_abs(W)
+    hi, lo = float(np.max(h)), float(np.min(h))
+    if not (math.isfinite(hi) and math.isfinite(lo)):  # a NaN propagates through max, ±inf shows in max/min
+        _raise_nonfinite(W, name)
+    return W, max(hi, -lo)
 
 
 def check_float32_range(amax: float, name: str, why: str) -> None:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from zipfrmt.checks import check_float_array, check_int, check_matrix, describe, max_abs
+from zipfrmt.checks import check_float_array, check_int, check_matrix, describe, host_view, max_abs
 
 __all__ = ["QuantSketch", "quant_sketch", "sketch_sigma1", "top_singular_pair"]
 
@@ -62,15 +62,64 @@ def _unit_scaled(X: Any, amax: float) -> tuple[Float[Array, "V d"], int]:
 def _sketch(
     Q: Float[Array, "V d"], u: Float[Array, " V"], v: Float[Array, " d"], scale: Float[Array, ""]
 ) -> tuple[jax.Array, ...]:
-    """The sketch of ``Q·scale`` (``scale`` a power of two): the scale goes into ``u``, ``v`` and the elementwise
-    terms that XLA fuses into the reductions, so no scaled copy of ``Q`` is made."""
-    Qv, Qtu = Q @ (v * scale), Q.T @ (u * scale)
-    rows2 = jnp.sum(jnp.square(Q * scale), axis=1)
-    cols2 = jnp.sum(jnp.square(Q * scale), axis=0)
-    rows1 = jnp.sum(jnp.abs(Q * scale), axis=1)
-    cols1 = jnp.sum(jnp.abs(Q * scale), axis=0)
-    return (jnp.linalg.norm(Qv), jnp.linalg.norm(Qtu), jnp.abs(u @ Qv), jnp.sqrt(jnp.max(rows2)),
+    """The sketch of ``Q·scale`` (``scale`` a power of two) in one compiled program, for ``Q`` on an accelerator:
+    the scale goes into ``u``, ``v`` and the elementwise terms that XLA fuses into the reductions, so no scaled
+    copy of ``Q`` is made (``uᵀQ``, not ``Qᵀu``: XLA:CPU would transpose ``Q``)."""
+    Qv, uQ = Q @ (v * scale), (u * scale) @ Q
+    A = jnp.abs(Q * scale)
+    rows1, cols1 = jnp.sum(A, axis=1), jnp.sum(A, axis=0)
+    rows2, cols2 = jnp.sum(A * A, axis=1), jnp.sum(A * A, axis=0)
+    return (jnp.linalg.norm(Qv), jnp.linalg.norm(uQ), jnp.abs(u @ Qv), jnp.sqrt(jnp.max(rows2)),
             jnp.sqrt(jnp.max(cols2)), jnp.sqrt(jnp.max(rows1) * jnp.max(cols1)), jnp.sum(rows2))
+
+
+#: Rows per block of the host pass: a 256×d float32 block and its |·| stay in cache, and every sum is a BLAS
+#: matrix-vector product (65,536×640: 0.07 s, against 0.46 s for the fused XLA:CPU program on 2 cores).
+HOST_BLOCK_ROWS = 256
+#: A block whose ``max|q|`` has a binary exponent within ±40 is summed as it is (a sum of up to 2^40 of its float32
+#: squares, each below 2^80, cannot overflow; its largest squares, above 2^−84, are normal numbers); outside, it is
+#: scaled by ``2^−e`` first (exact).
+_HOST_SAFE_EXPONENT = 40
+
+
+def _host_sketch(Q: np.ndarray, u: Float[np.ndarray, " V"], v: Float[np.ndarray, " d"]) -> tuple[float, ...]:
+    """The seven sums of :class:`QuantSketch` for a matrix in CPU memory, in blocks of :data:`HOST_BLOCK_ROWS` rows:
+    each block's ``Q_b v``, ``u_bᵀQ_b``, ``|Q_b|·1``, ``1ᵀ|Q_b|`` and the same of ``Q_b²`` by BLAS in float32,
+    accumulated across blocks in float64. A block far from 1 in magnitude is scaled by its own power of two
+    (exact) and its sums scaled back in float64, so any float32 (or float64) magnitude is summed without
+    overflow. Raises on a NaN or infinite entry (named by its block of rows)."""
+    V, d = Q.shape
+    B = min(HOST_BLOCK_ROWS, V)
+    u32, v32 = u.astype(np.float32), v.astype(np.float32)
+    Qv, r1, r2 = np.zeros(V), np.zeros(V), np.zeros(V)
+    uQ, c1, c2 = np.zeros(d), np.zeros(d), np.zeros(d)
+    t = np.empty((B, d), np.float32)
+    ones_d, ones_b = np.ones(d, np.float32), np.ones(B, np.float32)
+    for i in range(0, V, B):
+        blk = Q[i:i + B]
+        n = blk.shape[0]
+        m = max(float(np.max(blk)), -float(np.min(blk)))  # a NaN propagates through max, ±inf shows in max/min
+        if not math.isfinite(m):
+            raise ValueError(f"Q: expected finite entries, got NaN or Inf in rows {i}..{i + n - 1}")
+        if m == 0:
+            continue
+        e = math.frexp(m)[1]
+        e = e if abs(e) > _HOST_SAFE_EXPONENT else 0
+        src = blk if blk.dtype == np.float64 else blk.astype(np.float32, copy=False)
+        if e:
+            src = np.ldexp(src, -e)  # exact: a power of two, in the source's precision
+        f = np.float64(2.0**e)  # float64: a Python float would keep the float32 products in float32
+        Qb = src if src.dtype == np.float32 else src.astype(np.float32)
+        Qv[i:i + n] = f * (Qb @ v32)
+        uQ += f * (u32[i:i + n] @ Qb)
+        a = np.abs(Qb, out=t[:n])
+        r1[i:i + n] = f * (a @ ones_d)
+        c1 += f * (ones_b[:n] @ a)
+        np.square(a, out=a)
+        r2[i:i + n] = (f * f) * (a @ ones_d)
+        c2 += (f * f) * (ones_b[:n] @ a)
+    return (float(np.linalg.norm(Qv)), float(np.linalg.norm(uQ)), abs(float(u @ Qv)), math.sqrt(r2.max()),
+            math.sqrt(c2.max()), math.sqrt(r1.max() * c1.max()), float(r2.sum()))
 
 
 def quant_sketch(
@@ -79,10 +128,13 @@ def quant_sketch(
     """The :class:`QuantSketch` of ``Q`` (e.g. ``quantize(W, spec).dequantized``) with ``W``'s top singular
     vectors ``u1`` (length V) and ``v1`` (length d; both normalised here).
 
-    Computed in float32 on ``Q·2^−e`` (``e`` the binary exponent of ``max|Q|``, an exact scaling, so no square
-    overflows or underflows) and scaled back in float64.
+    A matrix in CPU memory (NumPy, or a JAX array on CPU devices, read without a copy) is summed by NumPy's
+    BLAS in row blocks (:func:`_host_sketch`, float32 products, float64 accumulation, each block scaled by a
+    power of two when far from 1); elsewhere by one compiled program in float32 on ``Q·2^−e`` (``e`` the
+    binary exponent of ``max|Q|``), scaled back in float64. Both are exact scalings, so no square overflows or
+    underflows at any magnitude float32 holds.
     """
-    Q = check_matrix(Q, "Q")
+    Q = check_float_array(Q, "Q", ndim=2, finite=False)  # finiteness: checked by the pass itself
     V, d = (int(n) for n in Q.shape)
     u = np.asarray(check_float_array(u1, "u1", ndim=1), np.float64)
     v = np.asarray(check_float_array(v1, "v1", ndim=1), np.float64)
@@ -92,6 +144,11 @@ def quant_sketch(
     nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
     if nu == 0 or nv == 0:
         raise ValueError(f"u1, v1: expected nonzero vectors, got norms {nu:g} and {nv:g}")
+    u, v = u / nu, v / nv
+    host = host_view(Q) if isinstance(Q, jax.Array) else np.asarray(Q)
+    if host is not None:
+        return QuantSketch(*_host_sketch(host, u, v), V, d)
+    Q = check_matrix(Q, "Q")
     amax = max_abs(Q)
     if amax == 0:
         return QuantSketch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, V, d)
@@ -100,7 +157,7 @@ def quant_sketch(
         Qs, scale = jnp.asarray(Q, jnp.float32), jnp.float32(2.0**-e)
     else:
         Qs, scale = _unit_scaled(Q, amax)[0], jnp.float32(1.0)
-    out = _sketch(Qs, jnp.asarray(u / nu, jnp.float32), jnp.asarray(v / nv, jnp.float32), scale)
+    out = _sketch(Qs, jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32), scale)
     q_v1, qt_u1, uqv, row, col, schur, energy = (float(x) for x in out)
     scale = 2.0**e
     return QuantSketch(q_v1 * scale, qt_u1 * scale, uqv * scale, row * scale, col * scale, schur * scale,

@@ -35,6 +35,7 @@ from zipfrmt.checks import (
     check_float_array,
     check_int,
     check_matrix,
+    check_matrix_max_abs,
     describe,
     host_view,
     max_abs,
@@ -344,10 +345,11 @@ def singular_values(
     if method == "chunked":
         check_int(block_rows, "block_rows", lo=1)
         return _singular_values_chunked(W, block_rows)
-    W = check_matrix(W)
     traced = _is_tracer(W)
-    if not traced:
-        amax = max_abs(W)
+    if traced:
+        W = check_matrix(W)
+    else:
+        W, amax = check_matrix_max_abs(W)
         _check_float32_range(amax, "W")
         host = host_view(W)
         if method != "svd" and host is not None:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from zipfrmt.checks import check_float32_range, check_float_array, check_matrix, describe, max_abs
+from zipfrmt.checks import check_float32_range, check_float_array, check_matrix_max_abs, describe, max_abs
 from zipfrmt.quant import uniform
 from zipfrmt.quant.formats import FORMATS
 from zipfrmt.quant.noise import QuantResult, scaled_noise_moments, with_regime
@@ -160,11 +160,11 @@ def quantize(
       >>> r.regime, round(r.noise_var_measured / r.noise_var_model, 2)
       ('widrow', 1.0)
     """
-    W = check_matrix(W)
+    W, amax = check_matrix_max_abs(W)
     spec = as_spec(spec, **fields)
     check_spec_shape(spec, tuple(W.shape))
     key = _check_key(spec, key)
-    amax = _check_float32_range(W)
+    check_float32_range(amax, "W", "quantization runs in float32")
     W = jnp.asarray(W)
     if W.dtype != jnp.float32:
         W = W.astype(jnp.float32)
