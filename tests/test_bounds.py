@@ -127,11 +127,16 @@ def test_the_sketch_model_predicts_the_dead_zone_stable_rank_where_one_gain_cann
     # the sketched σ̃_1 lies in the rigorous bracket, so its stable rank does too
     s = ds["stable_rank_sketch"].values
     assert np.all((s >= ds["sr_lower_bound"].values * (1 - 1e-6)) & (s <= ds["sr_upper_bound"].values * (1 + 1e-6)))
-    # its k* (measured against its own model's floor) is no worse than Bussgang's, but still far from 10% in the
-    # dead zone: median 40% (Bussgang 44%), worst 170% (Bussgang 1,057%) — the sketch fixes σ_1, not the floor
+    # its k* (measured against its own model's floor, counted on the DS law at the dead-zone points: the grid's
+    # sketch_bulk="auto") beats Bussgang's but is still above 10% in the dead zone: median 26% (Bussgang 44%; 40%
+    # with the MP bulk), worst 96% (Bussgang 1,057%; 170% with MP). At a = 0.3 it is within 6% at 7 of 8 points
+    # (the eighth: 96%); at a = 1 it misses by 15–75%, where W is dominated by a few
+    # directions and the quantizer's residual is not the i.i.d. noise the law assumes
+    assert SMALL_GRID.sketch_bulk == "auto"
     k = {r["model"]: r for r in rows if r["proposition"] == "P3"}
-    assert k["sketch"]["dead-zone_median"] <= k["bussgang"]["dead-zone_median"]
-    assert k["sketch"]["dead-zone_worst"] < k["bussgang"]["dead-zone_worst"]
+    assert k["sketch"]["dead-zone_median"] < 0.3 < k["bussgang"]["dead-zone_median"]
+    assert k["sketch"]["dead-zone_worst"] < 1.0 < k["bussgang"]["dead-zone_worst"]
+    assert k["sketch"]["widrow_median"] == 0.0
 
 
 def test_dataset_layout_and_attributes(small_ds):

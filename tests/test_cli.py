@@ -213,13 +213,19 @@ def test_report_is_real_package_output(tmp_path, capsys):
 
 def test_analysis_sketch_bulk_changes_only_its_truncation_index():
     W = power_law_np(600, 48, 0.5)
-    ds = analyze_matrix(W, ["int2-row", "int4-row"], seed=1, sketch_bulk="dozier-silverstein")["quantized"]
-    mp = analyze_matrix(W, ["int2-row", "int4-row"], seed=1)["quantized"]  # the default
-    for a, b in zip(ds, mp, strict=True):
+    specs = ["int2-row", "int4-row"]
+    ds, mp, auto = (analyze_matrix(W, specs, seed=1, sketch_bulk=b)["quantized"]
+                    for b in ("dozier-silverstein", "mp", "auto"))
+    for a, b, c in zip(ds, mp, auto, strict=True):
         assert a["predicted_sketch"]["stable_rank"] == b["predicted_sketch"]["stable_rank"]
         assert a["predicted_sketch"]["sigma_max"] == b["predicted_sketch"]["sigma_max"]
-        assert a["predicted"] == b["predicted"]
-    with pytest.raises(ValueError, match=r"sketch_bulk: expected one of 'dozier-silverstein', 'mp', got 'ds'"):
+        assert a["predicted"] == b["predicted"] == c["predicted"]
+        # auto (the default): DS in the dead zone, MP in the Widrow regime
+        same = a if c["regime"] == "dead-zone" else b
+        assert c["predicted_sketch"]["truncation_index"] == same["predicted_sketch"]["truncation_index"]
+    assert [c["regime"] for c in auto] == ["dead-zone", "widrow"]
+    assert analyze_matrix(W, specs, seed=1)["quantized"] == auto
+    with pytest.raises(ValueError, match=r"sketch_bulk: expected one of 'auto', 'mp', 'dozier-silverstein', got 'ds'"):
         analyze_matrix(W, ["int4-row"], sketch_bulk="ds")
 
 

@@ -11,8 +11,7 @@ beside the measurement (:func:`zipfrmt.rmt.predict_from_result`, which picks the
 
 Beside it, :func:`zipfrmt.rmt.predict_from_sketch` adds three weighted sums of ``Q``'s entries along ``W``'s top
 singular pair and its largest row and column norms (one pass, :mod:`zipfrmt.sketch`), which predict ``σ_1(Q)``
-— hence the stable rank — in the dead zone too (and, with ``sketch_bulk="dozier-silverstein"``, counts ``k*``
-on the Dozier–Silverstein spectrum).
+— hence the stable rank — in the dead zone too, and counts ``k*`` on the Dozier–Silverstein spectrum there.
 
 The measured truncation index counts the quantized singular values above the predicted noise floor
 ``s(√V + √d)`` (:func:`zipfrmt.rmt.count_above_floor`), the observable counterpart of
@@ -35,7 +34,7 @@ from zipfrmt.checks import check_choice, check_matrix
 from zipfrmt.quant import QuantSpec, as_spec, check_spec_shape, parse_granularity
 from zipfrmt.tables import finite_or_none
 
-__all__ = ["analyze_matrix", "check_specs", "compare_stored", "spec_grid", "spectral_fields"]
+__all__ = ["analyze_matrix", "as_float32_device", "check_specs", "compare_stored", "spec_grid", "spectral_fields"]
 
 
 def spectral_fields(summary: spectra.SpectralSummary) -> dict[str, Any]:
@@ -100,10 +99,19 @@ def _quantized_row(head: dict[str, Any], s_q: np.ndarray, shape: tuple[int, int]
 
 def _predict_sketched(s_fp: np.ndarray, shape: tuple[int, int], result: Any, Q: Any,
                       pair: tuple[np.ndarray, np.ndarray] | None,
-                      bulk: str = "mp") -> rmt.QuantizedPrediction:
+                      bulk: str = "auto") -> rmt.QuantizedPrediction:
     """:func:`zipfrmt.rmt.predict_from_sketch` for ``Q``, with W's top singular pair (None: W is zero)."""
     sk = sketch.quant_sketch(Q, *pair) if pair is not None else sketch.QuantSketch(0, 0, 0, 0, 0, 0, 0, *shape)
     return rmt.predict_from_sketch(s_fp, *shape, result, sk, bulk=bulk)
+
+
+def as_float32_device(W: Any) -> jax.Array:
+    """``W`` as one float32 JAX array. NumPy data (a memmap too) goes through ``jax.device_put``, one copy:
+    ``jnp.asarray`` makes a second, transient one, so a 262,144×640 tensor read from a file would briefly take
+    three times its size (the mapped pages and two copies)."""
+    if isinstance(W, jax.Array):
+        return W if W.dtype == jnp.float32 else W.astype(jnp.float32)
+    return jax.device_put(np.asarray(W, np.float32))
 
 
 def check_specs(specs: Iterable[QuantSpec | str], shape: tuple[int, ...], name: str = "W") -> list[QuantSpec]:
@@ -124,7 +132,7 @@ def analyze_matrix(
     seed: int = 0,
     keep_spectra: bool = False,
     progress: Callable[[QuantSpec], None] | None = None,
-    sketch_bulk: str = "mp",
+    sketch_bulk: str = "auto",
 ) -> dict[str, Any]:
     """Spectral analysis of ``W`` at full precision and at each quantization spec.
 
@@ -143,10 +151,12 @@ def analyze_matrix(
     ``"predicted"`` comes from the full-precision spectrum and the noise statistics alone
     (:func:`zipfrmt.rmt.predict_from_result`); ``"predicted_sketch"`` adds a one-pass sketch of ``Q`` along W's
     top singular pair (:func:`zipfrmt.rmt.predict_from_sketch`: ``O(Vd)`` work, no decomposition of ``Q``), the
-    prediction that also holds in the dead zone. ``sketch_bulk`` is its bulk: ``"mp"`` (the default: its ``σ_1``
-    and stable rank do not depend on the bulk) or ``"dozier-silverstein"`` (its ``k*`` counted on that law, the
-    count that follows a truncated tail; 0.2–0.8 s per spec at d = 256 and more at large d and high bits — on a
-    262,144×640 tensor at 20 specs it made the analysis 3.6× slower).
+    prediction that also holds in the dead zone. ``sketch_bulk`` is its bulk (its ``σ_1`` and stable rank do not
+    depend on it; its ``k*`` does): ``"auto"`` (the default: the Dozier–Silverstein law in the dead-zone regime,
+    where its count follows a truncated tail, Marchenko–Pastur in the Widrow regime, where MP's count is exact —
+    :func:`zipfrmt.rmt.bulk_for_regime`), ``"mp"`` (the fastest) or ``"dozier-silverstein"`` for every spec
+    (0.2–0.8 s per spec at d = 256, more at large d: on a 262,144×640 tensor at 20 specs it made the analysis
+    3.6× slower).
 
     ``"spec"`` is the spec's canonical text. With ``keep_spectra``, the singular values themselves are added
     under ``"spectra"``: ``{"fp": σ(W), "quantized": [σ(Q) per spec], "predicted": [predicted σ per spec]}``
@@ -156,8 +166,8 @@ def analyze_matrix(
     W = check_matrix(W, name)
     shape = (int(W.shape[0]), int(W.shape[1]))
     specs = check_specs(specs, shape, name)
-    sketch_bulk = check_choice(sketch_bulk, "sketch_bulk", ("dozier-silverstein", "mp"))
-    W = jnp.asarray(W, dtype=jnp.float32)  # one copy on the device, shared by every spec (a memmap is read once)
+    sketch_bulk = check_choice(sketch_bulk, "sketch_bulk", rmt.BULKS)
+    W = as_float32_device(W)  # one copy on the device, shared by every spec (a memmap is read once)
     s_fp = np.asarray(spectra.singular_values(W), np.float64)
     fp = spectra.summarize_spectrum(s_fp, shape)
     pair = sketch.top_singular_pair(W) if s_fp[0] > 0 else None
@@ -197,7 +207,7 @@ def compare_stored(
     if tuple(W_ref.shape) != tuple(Q.shape):
         raise ValueError(f"reference: expected the shape of {name}, {tuple(Q.shape)}, got {tuple(W_ref.shape)}")
     shape = (int(Q.shape[0]), int(Q.shape[1]))
-    Wj, Qj = jnp.asarray(W_ref, jnp.float32), jnp.asarray(Q, jnp.float32)
+    Wj, Qj = as_float32_device(W_ref), as_float32_device(Q)
     s_fp = np.asarray(spectra.singular_values(Wj), np.float64)
     s_q = np.asarray(spectra.singular_values(Qj), np.float64)
     stats = quant.noise_statistics(Wj, Qj, 1.0)

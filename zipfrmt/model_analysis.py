@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 import zipfrmt
@@ -83,7 +82,10 @@ def select_tensors(listing: dict[str, tuple[tuple[int, ...], str]], patterns: Se
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".partial")
+    """``obj`` written to ``path`` all at once (a temporary file, then ``os.replace``). The temporary file is the
+    process's own: two processes of a multi-host run write ``config.json`` together, and a shared temporary
+    name let one of them move the other's file away (the second ``os.replace`` then failed)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     tmp.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False))
     os.replace(tmp, path)
 
@@ -214,7 +216,7 @@ def analyze_model(
             say(f"[{i + 1}/{len(selected)}] {name}: unreadable or stale {f.name}, recomputing")
         say(f"[{i + 1}/{len(selected)}] {name} {list(shape)} {dtype}: {len(specs)} specs")
         # one float32 copy in memory: the file's mapped pages are let go before the specs run
-        W = jnp.asarray(checkpoints.load_matrix(path if reference is None else reference, tensor=name))
+        W = analyze.as_float32_device(checkpoints.load_matrix(path if reference is None else reference, tensor=name))
         rep = analyze.analyze_matrix(W, specs, name=name, seed=seed)
         if reference is not None:
             rep["quantized"].insert(0, analyze.compare_stored(W, checkpoints.load_matrix(path, tensor=name),

@@ -56,6 +56,9 @@ class VerifyGrid:
         every shape, so ``k_hi`` must not exceed any ``min(V, d)``.
       bulk: how :func:`zipfrmt.rmt.predict_quantized` predicts the bulk, ``"mp"`` (fast) or
         ``"dozier-silverstein"`` (about 0.2–0.5 s per point on a CPU).
+      sketch_bulk: the bulk of the sketch model's row (:func:`zipfrmt.rmt.predict_from_sketch`, whose k* is
+        counted on it): ``"auto"`` (DS at the dead-zone points only, :func:`zipfrmt.rmt.bulk_for_regime`),
+        ``"mp"`` or ``"dozier-silverstein"``.
     """
 
     V: tuple[int, ...]
@@ -67,6 +70,7 @@ class VerifyGrid:
     seeds: tuple[int, ...] = (0,)
     rank_window: tuple[int, int | None] | None = None
     bulk: str = "mp"
+    sketch_bulk: str = "auto"
 
     AXES: ClassVar[tuple[str, ...]] = ("V", "d", "a", "bits", "granularity", "rounding", "seed")
 
@@ -96,6 +100,7 @@ class VerifyGrid:
         for r in self.rounding:
             check_choice(r, "rounding", quant.ROUNDINGS)
         check_choice(self.bulk, "bulk", ("mp", "dozier-silverstein"))
+        check_choice(self.sketch_bulk, "sketch_bulk", rmt.BULKS)
         if self.rank_window is not None:
             w = self.rank_window
             if not isinstance(w, tuple) or len(w) != 2:
@@ -143,6 +148,7 @@ FULL_GRID = VerifyGrid(
     rounding=("nearest", "stochastic"),
     seeds=(0, 1, 2),
     bulk="dozier-silverstein",
+    sketch_bulk="dozier-silverstein",
 )
 
 #: Per-point variables of the dataset: name → (dims group, dtype, proposition, kind, description).
@@ -211,7 +217,7 @@ def _point_values(
     tr = truncation_index(pa, m, bussgang=pb)
     sr = stable_rank_increase(pa, m, bussgang=pb)
     fl = spectral_flattening(pa, m, bussgang=pb)
-    ps = rmt.predict_from_sketch(sW, V, d, res, sketch.quant_sketch(res.dequantized, *pair), bulk=grid.bulk,
+    ps = rmt.predict_from_sketch(sW, V, d, res, sketch.quant_sketch(res.dequantized, *pair), bulk=grid.sketch_bulk,
                                  rank_window=grid.rank_window)
     return {
         "regime": res.regime,
