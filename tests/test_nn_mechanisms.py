@@ -193,9 +193,26 @@ def test_a_run_records_the_new_probes_and_the_unigram_loss():
     assert 0 < ds.attrs["unigram_loss"] < 2 * ds.attrs["unigram_entropy"]
     last = {k: float(ds[k].values[-1]) for k in ("hidden_effective_rank", "hidden_effective_rank_uncentred",
                                                    "grad_pushdown_kept", "emb_below_edge_measured",
-                                                   "emb_below_edge_predicted")}
+                                                   "emb_below_edge_predicted", "emb_stable_rank_q_sketch",
+                                                   "emb_k_star_sketch")}
     assert all(np.isfinite(v) for v in last.values())
     assert 0 <= last["emb_below_edge_measured"] <= 1 and 0 <= last["grad_pushdown_kept"] <= 1.5
+    # 4-bit per-row scales: the Widrow regime, where the sketch and the plain prediction agree closely
+    sr_q, sr_sketch = float(ds["emb_stable_rank_q"].values[-1]), last["emb_stable_rank_q_sketch"]
+    assert sr_sketch == pytest.approx(sr_q, rel=0.02)
+
+
+def test_the_embedding_probes_sketch_follows_the_dead_zone_where_the_bussgang_model_does_not():
+    from zipfrmt import embeddings
+    from zipfrmt.nn import probes
+
+    E = embeddings.power_law_matrix(jax.random.key(0), 2000, 64, 0.5)
+    out = probes.embedding_probes(E, QuantSpec.parse("int2-tensor"))
+    meas = out["emb_stable_rank_q"]
+    assert out["emb_widrow"] == 0.0  # 2 bits per tensor: the dead zone
+    assert abs(out["emb_stable_rank_q_predicted"] / meas - 1) > 5  # Bussgang: 44 against 5.1
+    assert abs(out["emb_stable_rank_q_sketch"] / meas - 1) < 0.3  # the sketch: 6.1
+    assert 1 <= out["emb_k_star_sketch"] <= 64
 
 
 def test_tied_head_reads_the_table_the_lookup_reads_with_stochastic_rounding():

@@ -74,6 +74,23 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert ptq["loss"] != ev["loss"] and math.isclose(ev["perplexity"], math.exp(ev["loss"]))
 
 
+def test_a_checkpoint_with_other_history_fields_restores_the_shared_ones_and_leaves_the_rest_nan(tmp_path):
+    # a checkpoint written by a version that recorded other probes (fewer, or one since renamed) still resumes
+    from zipfrmt.nn import checkpoint
+
+    mgr = checkpoint.manager(tmp_path)
+    old = {"params": {"w": np.arange(3, dtype=np.float32)}, "history": {"loss": np.arange(4.0), "gone": np.ones(4)}}
+    checkpoint.save(mgr, 3, old)
+    mgr = checkpoint.manager(tmp_path)  # a fresh one, as a resumed run opens
+    template = {"params": {"w": np.zeros(3, np.float32)},
+                "history": {"loss": np.full(4, np.nan), "emb_k_star_sketch": np.full(4, np.nan)}}
+    step, tree = checkpoint.latest(mgr, template)
+    assert step == 3 and sorted(tree["history"]) == ["emb_k_star_sketch", "loss"]
+    np.testing.assert_array_equal(tree["history"]["loss"], np.arange(4.0))
+    assert np.isnan(tree["history"]["emb_k_star_sketch"]).all()
+    np.testing.assert_array_equal(tree["params"]["w"], np.arange(3, dtype=np.float32))
+
+
 def _nan_at(step: int) -> optax.GradientTransformation:
     def update(g, state, params=None):
         bad = state >= step

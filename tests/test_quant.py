@@ -458,3 +458,17 @@ def test_formats_reject_bad_arguments(gaussian):
         zq.quantize(gaussian, "nf4-group100")
     with pytest.raises(TypeError, match=r"spec: keyword fields \(granularity\) go with a bit width"):
         zq.quantize(gaussian, "nf4", granularity="row")
+
+
+@pytest.mark.parametrize("scheme", ["int3-{}", "int4-{}-stochastic", "int4-{}-asymmetric-mse", "int2-{}-percentile99",
+                                    "int1-{}"])
+def test_column_scales_on_w_are_row_scales_on_its_transpose_with_the_same_key(scheme):
+    # column scales reduce along axis 0 in place (no transpose); the result, steps and draws are those of row
+    # scales on Wᵀ — stochastic rounding included, so one key gives one Q whichever layout the code uses
+    W = np.asarray(jax.random.normal(jax.random.key(2), (96, 40)) * jnp.linspace(0.1, 3.0, 40), np.float32)
+    key = jax.random.key(7)
+    col = zq.quantize(W, scheme.format("column"), key=key)
+    row = zq.quantize(W.T.copy(), scheme.format("row"), key=key)
+    np.testing.assert_array_equal(np.asarray(col.dequantized), np.asarray(row.dequantized).T)
+    np.testing.assert_array_equal(np.asarray(col.scale).ravel(), np.asarray(row.scale).ravel())
+    assert col.noise_var_model == pytest.approx(row.noise_var_model, rel=1e-5)  # float32 sums, another order

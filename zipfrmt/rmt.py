@@ -74,12 +74,12 @@ __all__ = [
 #: Relative tolerance on "descending" for a spectrum given as input (float32 round-off in an SVD).
 _DESC_RTOL = 1e-6
 #: Factor by which the imaginary part η shrinks per iteration during the continuation of the DS solver.
-_ETA_DECAY = 0.5
+_ETA_DECAY = 0.25
 #: Default η of the DS solver, relative to the noise bulk's scale s²(1 + √c)² (not the signal's: a large
 #: spike must not smooth the bulk).
 _ETA_REL = 1e-6
 #: Grid sizes (least, most) for the Dozier–Silverstein quantiles of ``predict_quantized(bulk=...)``.
-_DS_QUANTILE_GRID, _DS_QUANTILE_GRID_MAX = 4096, 32768
+_DS_QUANTILE_GRID, _DS_QUANTILE_GRID_MAX = 2048, 32768
 #: Half-width, in units of s, kept clear around an outlier's island when cutting the DS quantile grid.
 _ISLAND = 6.0
 
@@ -484,10 +484,17 @@ def _ds_map(
     """
     a = 1.0 + s2 * c * m
     inv_a = 1.0 / a
-    inv = 1.0 / (t[None, :] * inv_a[:, None] + (s2 * (1.0 - c) - a * z)[:, None])
-    f = inv @ w
-    sq = (inv * inv) @ jnp.stack([w * t, w], axis=1)
-    return f, s2 * c * (sq[:, 0] * inv_a**2 + z * sq[:, 1])
+    shift = s2 * (1.0 - c) - a * z
+    # 1/D_k in real arithmetic, (p − iq)/(p² + q²): XLA:CPU's complex division guards against overflow with
+    # branches and costs several times more; D_k is of order 1 here (the law is solved in units of s).
+    p = t[None, :] * inv_a.real[:, None] + shift.real[:, None]
+    q = t[None, :] * inv_a.imag[:, None] + shift.imag[:, None]
+    h = 1.0 / (p * p + q * q)
+    re, im = p * h, -q * h
+    wt = jnp.stack([w, w * t], axis=1)
+    f1 = re @ w + 1j * (im @ w)
+    sq = (re * re - im * im) @ wt + 1j * ((2.0 * re * im) @ wt)  # Σ_k (w_k, w_k t_k)/D_k²
+    return f1, s2 * c * (sq[:, 1] * inv_a**2 + z * sq[:, 0])
 
 
 @jax.jit

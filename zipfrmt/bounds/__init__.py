@@ -39,7 +39,14 @@ returns an ``xarray.Dataset``; :func:`verification_table` condenses it per propo
 
 from __future__ import annotations
 
-from zipfrmt.bounds.counterexamples import CASES, Counterexample, check_counterexample, outlier_column_matrix
+from zipfrmt.bounds.counterexamples import (
+    CASES,
+    Counterexample,
+    check_counterexample,
+    outlier_column_matrix,
+    spectral_twins,
+    twin_factors,
+)
 from zipfrmt.bounds.grid import FULL_GRID, QUICK_GRID, VerifyGrid, verify
 from zipfrmt.bounds.lemma import ZipfExponentCheck, lemma_embedding, zipf_rank_exponent
 from zipfrmt.bounds.measure import MEASURE_METHOD, RIGOROUS_RTOL, Measured, measure
@@ -65,6 +72,8 @@ __all__ = [
     "Counterexample",
     "check_counterexample",
     "outlier_column_matrix",
+    "spectral_twins",
+    "twin_factors",
     "FULL_GRID",
     "MEASURE_METHOD",
     "QUICK_GRID",

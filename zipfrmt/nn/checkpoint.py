@@ -46,7 +46,9 @@ def manager(out: Path) -> Any:
     import orbax.checkpoint as ocp
 
     opts = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-    return ocp.CheckpointManager((Path(out) / "checkpoints").absolute(), options=opts)
+    # the handler named up front, so that a fresh manager can read a checkpoint's metadata before restoring it
+    return ocp.CheckpointManager((Path(out) / "checkpoints").absolute(), options=opts,
+                                 item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save(mgr: Any, step: int, tree: dict[str, Any]) -> None:
@@ -59,11 +61,21 @@ def save(mgr: Any, step: int, tree: dict[str, Any]) -> None:
 
 def latest(mgr: Any, template: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     """``(step, tree)`` of the newest checkpoint, restored with the shapes and dtypes of ``template``; None if
-    there is none."""
+    there is none. The ``history`` dict may hold other fields than the template's (a checkpoint of a version that
+    recorded other probes): the fields both have are restored, the template's others keep its values."""
     import orbax.checkpoint as ocp
 
     step = mgr.latest_step()
     if step is None:
         return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    return step, mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    history = template.get("history")
+    stored = mgr.item_metadata(step).tree.get("history") if isinstance(history, dict) else None
+    if stored is None or set(stored) == set(history):
+        return step, mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    # A checkpoint written by another version records other probes: restore the history it holds, keep the
+    # fields it lacks as the template has them (all NaN: never measured) and drop those this version does not know.
+    abstract["history"] = {k: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype) for k, m in stored.items()}
+    tree = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    tree["history"] = {k: tree["history"].get(k, v) for k, v in history.items()}
+    return step, tree

@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     keys = ("loss", "eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q", "emb_rank_exponent",
-            "emb_k_star_measured", "emb_k_star_predicted", "emb_below_edge_measured", "hidden_effective_rank",
+            "emb_k_star_measured", "emb_k_star_predicted", "emb_k_star_sketch", "emb_stable_rank_q_sketch",
+            "emb_below_edge_measured", "hidden_effective_rank",
             "hidden_anisotropy", "grad_pushdown_kept")
     print("final: " + ", ".join(f"{k} {last(ds, k):.4g}" for k in keys))
     print(f"status: {ds.attrs['status']}" + (f" ({ds.attrs['reason']})" if ds.attrs["reason"] else "")

@@ -133,8 +133,8 @@ def summarize(ds: xr.Dataset) -> dict[str, Any]:
 
     keys = ("eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q", "emb_effective_rank",
             "emb_effective_rank_q", "emb_rank_exponent", "emb_rank_exponent_q", "emb_esd_alpha",
-            "emb_k_star_predicted", "emb_k_star_measured", "emb_widrow", "hidden_effective_rank",
-            "hidden_anisotropy")
+            "emb_k_star_predicted", "emb_k_star_measured", "emb_stable_rank_q_sketch", "emb_k_star_sketch",
+            "emb_widrow", "hidden_effective_rank", "hidden_anisotropy")
     row = {k: last(ds, k) for k in keys}
     row["emb_stable_rank_init"] = first_probe("emb_stable_rank")
     row["status"] = ds.attrs["status"]
@@ -185,8 +185,8 @@ def run_experiment(
 
 
 COLUMNS = ("corpus", "setting", "seed", "eval_loss", "perplexity", "emb_stable_rank", "emb_stable_rank_q",
-           "emb_rank_exponent", "emb_k_star_predicted", "emb_k_star_measured", "hidden_effective_rank",
-           "hidden_anisotropy", "status")
+           "emb_rank_exponent", "emb_k_star_predicted", "emb_k_star_measured", "emb_k_star_sketch",
+           "hidden_effective_rank", "hidden_anisotropy", "status")
 
 
 def summary_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:

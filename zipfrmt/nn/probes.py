@@ -8,7 +8,10 @@ forward pass reads:
 * truncation index: predicted ``k* = #{k : σ_k > s (V d)^¼}`` from the full-precision spectrum and the
   quantizer's noise statistics (:func:`zipfrmt.rmt.predict_from_result`: the additive model in the widrow
   regime, the Bussgang model in the dead zone), and measured — the singular values of ``Q(E)`` above the
-  predicted noise floor (:func:`zipfrmt.rmt.count_above_floor`); both exactly as ``zipfrmt analyze`` does.
+  predicted noise floor (:func:`zipfrmt.rmt.count_above_floor`); both exactly as ``zipfrmt analyze`` does;
+* the sketch model's stable rank and ``k*`` of ``Q(E)`` (:func:`zipfrmt.rmt.predict_from_sketch` on a one-pass
+  :func:`zipfrmt.sketch.quant_sketch` of the view along E's top singular pair, with ``bulk="auto"``), the
+  prediction that also holds in the dead zone; like ``analyze``'s ``predicted_sketch``, it reads ``Q(E)``.
 
 The dose of the collapse experiment, from the embedding's quantizer (its forward spec, else its master-weight
 spec) with additive model noise variance ``s²`` (Widrow's Δ²/12, Bennett's for a real format):
@@ -45,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from zipfrmt import quant, rmt, spectra
+from zipfrmt import quant, rmt, sketch, spectra
 from zipfrmt.nn.controls import control_spec, site_quantize, site_value
 from zipfrmt.quant import QuantSpec
 
@@ -57,6 +60,7 @@ EMBED_FIELDS = (
     "emb_stable_rank_q", "emb_effective_rank_q", "emb_rank_exponent_q", "emb_esd_alpha_q",
     "emb_k_star_predicted", "emb_k_star_measured", "emb_stable_rank_q_predicted", "emb_zero_fraction_q",
     "emb_bussgang_gain_q", "emb_widrow", "emb_below_edge_measured", "emb_below_edge_predicted",
+    "emb_stable_rank_q_sketch", "emb_k_star_sketch",
 )
 HIDDEN_FIELDS = ("hidden_effective_rank", "hidden_effective_rank_uncentred", "hidden_stable_rank",
                  "hidden_anisotropy")
@@ -112,6 +116,10 @@ def embedding_probes(
     out["emb_k_star_predicted"] = float(pred.truncation_index)
     out["emb_k_star_measured"] = float(rmt.count_above_floor(s_q, pred))
     out["emb_stable_rank_q_predicted"] = float(pred.stable_rank)
+    u1, v1 = sketch.top_singular_pair(E)
+    sk = rmt.predict_from_sketch(s_fp, *shape, q, sketch.quant_sketch(q.dequantized, u1, v1), bulk="auto")
+    out["emb_stable_rank_q_sketch"] = float(sk.stable_rank)
+    out["emb_k_star_sketch"] = float(sk.truncation_index)
     out["emb_zero_fraction_q"] = q.zero_fraction
     out["emb_bussgang_gain_q"] = q.bussgang_gain
     out["emb_widrow"] = 1.0 if q.regime == "widrow" else 0.0

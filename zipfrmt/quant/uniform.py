@@ -85,18 +85,22 @@ def binary_exponent(m: Float[Array, "..."]) -> jax.Array:
     return jnp.where(m == 0, 0, biased - 126)
 
 # ---------------------------------------------------------------------------------------------------------
-# Scale-group layout: every group becomes one row of a 2-D array X (n_groups, group_len)
+# Scale-group layout: a 2-D array X whose groups run along one axis — rows of X (tensor, row, group), or its
+# columns (column scales: X is W itself, reduced along axis 0, so no transpose is ever materialised)
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _axis(spec: QuantSpec) -> int:
+    """The axis of the group layout that a scale group runs along: 0 for ``column`` scales, else 1."""
+    return 0 if spec.granularity == "column" else 1
 
 
 def _to_groups(W: Float[Array, "V d"], spec: QuantSpec) -> Float[Array, "G n"]:
     V, d = W.shape
     if spec.granularity == "tensor":
         return W.reshape(1, V * d)
-    if spec.granularity == "row":
+    if spec.granularity in ("row", "column"):
         return W
-    if spec.granularity == "column":
-        return W.T
     g = spec.group_size
     pad = (-d) % g
     if pad:  # repeat each row's last entry: leaves the group's absmax, min and max unchanged
@@ -106,8 +110,6 @@ def _to_groups(W: Float[Array, "V d"], spec: QuantSpec) -> Float[Array, "G n"]:
 
 def _from_groups(X: Float[Array, "G n"], spec: QuantSpec, shape: tuple[int, int]) -> Float[Array, "V d"]:
     V, d = shape
-    if spec.granularity == "column":
-        return X.T
     if spec.granularity == "group":
         return X.reshape(V, -1)[:, :d]
     return X.reshape(V, d)
@@ -122,13 +124,13 @@ def group_reduce(
     (largest entry). Used by the equal-energy noise control (the quantization error's variance per group)
     and by the optimizer-state quantizer (a group's largest second moment).
     """
-    shape = X.shape
+    shape, ax = X.shape, _axis(spec)
     G = _to_groups(X.astype(jnp.float32), spec)
     valid = jnp.broadcast_to(_valid_mask(spec, shape), G.shape)
     if reduce == "max":
-        stat = jnp.max(jnp.where(valid > 0, G, -jnp.inf), axis=1, keepdims=True)
+        stat = jnp.max(jnp.where(valid > 0, G, -jnp.inf), axis=ax, keepdims=True)
     else:
-        stat = jnp.sum(jnp.square(G) * valid, axis=1, keepdims=True) / jnp.sum(valid, axis=1, keepdims=True)
+        stat = jnp.sum(jnp.square(G) * valid, axis=ax, keepdims=True) / jnp.sum(valid, axis=ax, keepdims=True)
     return _from_groups(jnp.broadcast_to(stat, G.shape), spec, shape)
 
 
@@ -144,21 +146,25 @@ def _step_layout(step: Float[Array, " G"], spec: QuantSpec, shape: tuple[int, in
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The quantizer on groups
+# The quantizer on groups. Every per-group statistic keeps the reduced axis (shape (G, 1), or (1, d) for column
+# scales), so it broadcasts against X in either layout.
 # ---------------------------------------------------------------------------------------------------------
 
 
 def _divide(X: jax.Array, step: jax.Array) -> jax.Array:
-    """``X / step[:, None]``, also for a step above ``2^126``: XLA:CPU divides by multiplying with ``1/step``, which
-    is then subnormal and flushed to 0. A group with ``step > 2^64`` is divided as ``(x·2^−64)/(step·2^−64)``, the
-    same quotient (an entry that underflows in ``x·2^−64`` is below ``2^−62`` and rounds to 0 anyway)."""
+    """``X / step`` (``step`` per group, broadcast), also for a step above ``2^126``: XLA:CPU divides by multiplying
+    with ``1/step``, which is then subnormal and flushed to 0. A group with ``step > 2^64`` is divided as
+    ``(x·2^−64)/(step·2^−64)``, the same quotient (an entry that underflows in ``x·2^−64`` is below ``2^−62`` and
+    rounds to 0 anyway)."""
     f = jnp.where(step > 2.0**64, 2.0**-64, 1.0)
-    return (X * f[:, None]) / (step * f)[:, None]
+    return (X * f) / (step * f)
 
 
 def _round(y: jax.Array, spec: QuantSpec, key: PRNGKeyArray | None) -> jax.Array:
     if spec.rounding == "nearest":
         return jnp.round(y)
+    if spec.granularity == "column":  # the draws of the (d, V) layout column scales once had: same key, same Q
+        return jnp.floor(y + jax.random.uniform(key, y.shape[::-1], y.dtype).T)
     return jnp.floor(y + jax.random.uniform(key, y.shape, y.dtype))
 
 
@@ -173,9 +179,9 @@ def _symmetric(X: jax.Array, m: jax.Array, spec: QuantSpec, key: Any) -> tuple[j
     ok = raw > 0
     step = jnp.where(ok, raw, 1.0)
     y = _divide(X, step)
-    q = jnp.clip(_round(jnp.clip(y, -L, L), spec, key), -L, L) * step[:, None]
-    q = jnp.where(ok[:, None], q, 0.0)
-    return q, jnp.where(m > 0, raw, 1.0), jnp.abs(X) <= m[:, None]
+    q = jnp.clip(_round(jnp.clip(y, -L, L), spec, key), -L, L) * step
+    q = jnp.where(ok, q, 0.0)
+    return q, jnp.where(m > 0, raw, 1.0), jnp.abs(X) <= m
 
 
 def _asymmetric(
@@ -193,36 +199,36 @@ def _asymmetric(
     constant = hi == lo
     step = jnp.where(constant, jnp.where(jnp.abs(lo) > 0, jnp.abs(lo), 1.0), jnp.where(raw > 0, raw, 1.0))
     zero = jnp.round(-lo / step)
-    y = _divide(X, step) + zero[:, None]
-    q = (jnp.clip(_round(jnp.clip(y, 0, top), spec, key), 0, top) - zero[:, None]) * step[:, None]
+    y = _divide(X, step) + zero
+    q = (jnp.clip(_round(jnp.clip(y, 0, top), spec, key), 0, top) - zero) * step
     reported = jnp.where(constant | (raw > 0), step, 0.0)  # a span whose Δ underflows to 0: no float32 grid
-    return q, reported, (X >= lo[:, None]) & (X <= hi[:, None])
+    return q, reported, (X >= lo) & (X <= hi)
 
 
 def _mse_ratio(X: jax.Array, spec: QuantSpec) -> jax.Array:
-    """Per-group clipping ratio c from MSE_GRID minimising Σ(Q_c(x) − x)² with nearest rounding.
+    """Per-group clipping ratio c from MSE_GRID minimising Σ(Q_c(x) − x)² with nearest rounding (kept dims).
 
     ``c`` is scale-free, so the search runs on each group in its binary scale (``x·2^−e``, ``max|x·2^−e| ∈ [0.5, 1)``;
     exact), where the squared errors neither overflow (at 1e30 they would) nor underflow (at 1e−30).
     """
-    nearest = spec.replace(rounding="nearest")
-    amax = jnp.max(jnp.abs(X), axis=1)
-    X = times_pow2(X, -binary_exponent(amax)[:, None])
-    amax = jnp.max(jnp.abs(X), axis=1)
-    lo0, hi0 = jnp.min(X, axis=1), jnp.max(X, axis=1)
+    nearest, ax = spec.replace(rounding="nearest"), _axis(spec)
+    amax = jnp.max(jnp.abs(X), axis=ax, keepdims=True)
+    X = times_pow2(X, -binary_exponent(amax))
+    amax = jnp.max(jnp.abs(X), axis=ax, keepdims=True)
+    lo0, hi0 = jnp.min(X, axis=ax, keepdims=True), jnp.max(X, axis=ax, keepdims=True)
 
     def error(c: jax.Array) -> jax.Array:
         if spec.scheme == "symmetric":
             q, _, _ = _symmetric(X, c * amax, nearest, None)
         else:
             q, _, _ = _asymmetric(X, c * lo0, c * hi0, nearest, None)
-        return jnp.sum(jnp.square(q - X), axis=1)
+        return jnp.sum(jnp.square(q - X), axis=ax, keepdims=True)
 
-    errs = jax.lax.map(error, jnp.asarray(MSE_GRID, X.dtype))  # (n_grid, G)
+    errs = jax.lax.map(error, jnp.asarray(MSE_GRID, X.dtype))  # (n_grid, *group shape)
     return jnp.asarray(MSE_GRID, X.dtype)[jnp.argmin(errs, axis=0)]
 
 
-def _subnormal_only(X: Float[Array, "G n"], amax: Float[Array, " G"]) -> Bool[Array, " G"]:
+def _subnormal_only(X: Float[Array, "G n"], amax: jax.Array, ax: int) -> jax.Array:
     """Groups whose float ``max|x|`` is 0 but whose bits are not: subnormal entries only, which XLA:CPU reads as 0.
 
     The bit patterns are reduced only when some group reads as 0 (``lax.cond``), so a matrix without zero groups
@@ -230,7 +236,8 @@ def _subnormal_only(X: Float[Array, "G n"], amax: Float[Array, " G"]) -> Bool[Ar
     """
 
     def from_bits(X: jax.Array, amax: jax.Array) -> jax.Array:
-        return (amax == 0) & (jnp.max(jax.lax.bitcast_convert_type(X, jnp.int32) & 0x7FFFFFFF, axis=1) > 0)
+        bits = jax.lax.bitcast_convert_type(X, jnp.int32) & 0x7FFFFFFF
+        return (amax == 0) & (jnp.max(bits, axis=ax, keepdims=True) > 0)
 
     return jax.lax.cond(jnp.any(amax == 0), from_bits, lambda X, amax: jnp.zeros(amax.shape, bool), X, amax)
 
@@ -238,40 +245,42 @@ def _subnormal_only(X: Float[Array, "G n"], amax: Float[Array, " G"]) -> Bool[Ar
 def _quantize_groups(
     X: Float[Array, "G n"], spec: QuantSpec, key: Any, valid: Float[Array, "G n"]
 ) -> tuple[jax.Array, ...]:
-    """(dequantized, step, in-range mask) for every group (row) of X; ``valid`` is 0 on padding, else 1.
+    """(dequantized, step per group, in-range mask) for every group of X; ``valid`` is 0 on padding, else 1.
 
     The formulas hold at any magnitude (see the module docstring): only the MSE search and a 1-bit mean that
     overflows run in the group's binary scale. A nonzero group whose step is below :data:`MIN_STEP` — among them
     a group of subnormal entries only, told apart from a zero group by its bits — gets step 0.
     """
-    amax = jnp.max(jnp.abs(X), axis=1)
+    ax = _axis(spec)
+    amax = jnp.max(jnp.abs(X), axis=ax, keepdims=True)
     if spec.bits == 1:
-        count = jnp.sum(valid, axis=1)
-        m = jnp.sum(jnp.abs(X) * valid, axis=1) / count  # mean|w| over the real entries
+        count = jnp.sum(valid, axis=ax, keepdims=True)
+        m = jnp.sum(jnp.abs(X) * valid, axis=ax, keepdims=True) / count  # mean|w| over the real entries
         e = binary_exponent(amax)  # Σ|w| overflows near float32's largest numbers: the mean of w·2^-e, scaled back
-        m_scaled = times_pow2(jnp.sum(jnp.abs(times_pow2(X, -e[:, None])) * valid, axis=1) / count, e)
+        m_scaled = times_pow2(jnp.sum(jnp.abs(times_pow2(X, -e)) * valid, axis=ax, keepdims=True) / count, e)
         m = jnp.where(jnp.isfinite(m), m, m_scaled)
-        q = jnp.where(X >= 0, 1.0, -1.0) * m[:, None]
+        q = jnp.where(X >= 0, 1.0, -1.0) * m
         q = jnp.where(X == 0, 0.0, q)  # sign(0) = 0; XLA:CPU reads a subnormal entry as 0 here too
         q, step, inside = q, jnp.where(amax > 0, 2 * m, 1.0), jnp.ones(X.shape, bool)
     elif spec.scheme == "symmetric":
         if spec.clip == "absmax":
             m = amax
         elif spec.clip == "percentile":
-            m = jnp.percentile(jnp.abs(X), spec.percentile, axis=1)
+            m = jnp.percentile(jnp.abs(X), spec.percentile, axis=ax, keepdims=True)
         else:
             m = _mse_ratio(X, spec) * amax
         q, step, inside = _symmetric(X, m, spec, key)
     else:
-        lo, hi = jnp.min(X, axis=1), jnp.max(X, axis=1)
+        lo, hi = jnp.min(X, axis=ax, keepdims=True), jnp.max(X, axis=ax, keepdims=True)
         if spec.clip == "percentile":
-            lo, hi = jnp.percentile(X, 100 - spec.percentile, axis=1), jnp.percentile(X, spec.percentile, axis=1)
+            lo = jnp.percentile(X, 100 - spec.percentile, axis=ax, keepdims=True)
+            hi = jnp.percentile(X, spec.percentile, axis=ax, keepdims=True)
         elif spec.clip == "mse":
             c = _mse_ratio(X, spec)
             lo, hi = c * lo, c * hi
         q, step, inside = _asymmetric(X, lo, hi, spec, key)
-    too_small = _subnormal_only(X, amax) | ((amax > 0) & (step < MIN_STEP))
-    return q, jnp.where(too_small, 0.0, step), inside
+    too_small = _subnormal_only(X, amax, ax) | ((amax > 0) & (step < MIN_STEP))
+    return q, jnp.where(too_small, 0.0, step).reshape(-1), inside
 
 
 def quantize_uniform(
@@ -313,12 +322,12 @@ def uniform_noise_var(
     ``n``: without this the model overstates a group-32 quantizer's noise by 1/32 ≈ 3%).
     """
     X = _to_groups(W.astype(jnp.float32), spec)
-    valid = _valid_mask(spec, W.shape)
-    amax = jnp.max(jnp.abs(X), axis=1, keepdims=True)
+    valid, ax = _valid_mask(spec, W.shape), _axis(spec)
+    amax = jnp.max(jnp.abs(X), axis=ax, keepdims=True)
     exact = jnp.broadcast_to(amax == 0, X.shape)
     if spec.bits > 1 and spec.scheme == "symmetric" and spec.clip == "absmax":
         exact = exact | (jnp.abs(X) == amax)
-    step_groups = jnp.reshape(step, (-1, 1)).astype(jnp.float32)
+    step_groups = jnp.reshape(step, amax.shape).astype(jnp.float32)
     if spec.rounding == "stochastic" and signal_free:
         var = jnp.broadcast_to(jnp.square(step_groups) / 6.0, X.shape)
     elif spec.rounding == "stochastic":
@@ -327,7 +336,7 @@ def uniform_noise_var(
         var = frac * (1.0 - frac) * jnp.square(step_groups)
     else:
         var = jnp.broadcast_to(jnp.square(step_groups) / 12.0, X.shape)
-    # Summed in the group layout (no transpose back), padding excluded.
+    # Summed in the group layout, padding excluded.
     return row_sums(jnp.where(exact, 0.0, var) * valid)[0] / W.size
 
 
