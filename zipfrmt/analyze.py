@@ -185,6 +185,7 @@ def analyze_matrix(
                 "granularity": spec.granularity_label, "rounding": spec.rounding}
         sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair, sketch_bulk)
         rows.append(_quantized_row(head, s_q, shape, q.stats(), pred, sketched))
+        del q  # Q(W) is let go before the next spec's is made: W and one Q at a time
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
     if keep_spectra:
         report["spectra"] = {"fp": s_fp, "quantized": spectra_q, "predicted": spectra_pred}

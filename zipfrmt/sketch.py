@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from zipfrmt import spectra
 from zipfrmt.checks import check_float_array, check_int, check_matrix, describe, host_view, max_abs
 
 __all__ = ["QuantSketch", "quant_sketch", "sketch_sigma1", "top_singular_pair"]
@@ -231,8 +232,18 @@ def top_singular_pair(
     amax = max_abs(W)
     if amax == 0:
         raise ValueError("W: expected a nonzero matrix (the zero matrix has no top singular pair)")
+    host = host_view(W)
+    if host is not None and host.shape[1] <= _GRAM_MAX_D:
+        # In CPU memory: the Gram matrix by NumPy's BLAS in row blocks (spectra's host Gram, in W's binary scale),
+        # then u = Wv in float32 — no scaled or float64 copy of W
+        e = math.frexp(amax)[1]
+        e = e if abs(e) > spectra.HOST_SAFE_EXPONENT else 0
+        _, vecs = np.linalg.eigh(spectra.host_gram(host, e, np.float32))
+        v = vecs[:, -1]
+        u = np.asarray(host @ v.astype(np.float32), np.float64)
+        return u / np.linalg.norm(u), v
     Wj, _ = _unit_scaled(W, amax)
-    if Wj.shape[1] <= _GRAM_MAX_D:  # the top eigenvector of the d×d Gram: one BLAS product, no iteration
+    if Wj.shape[1] <= _GRAM_MAX_D:  # the top eigenvector of the d×d Gram: one product, no iteration
         Wn = np.asarray(Wj)
         _, vecs = np.linalg.eigh(np.dot(Wn.T, Wn).astype(np.float64))
         v = vecs[:, -1]

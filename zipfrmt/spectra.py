@@ -50,6 +50,7 @@ __all__ = [
     "effective_rank",
     "fit_esd_powerlaw",
     "gram_is_accurate",
+    "host_gram",
     "participation_ratio",
     "rank_decay_exponent",
     "rank_exponent_from_alpha",
@@ -202,10 +203,12 @@ HOST_BLOCK_ROWS_64 = 8192
 
 #: Largest |binary exponent| of max|W| at which the float32 Gram matrix needs no scaling: entries up to
 #: ``V·2^80`` (no overflow below V = 2^46), eigenvalues ≥ (1e-3·σ_1)² ≥ 2^-100 (no underflow).
-_HOST_SAFE_EXPONENT = 40
+HOST_SAFE_EXPONENT = 40
 
 
-def _host_gram(W: Float[np.ndarray, "V d"], e: int, dtype: Any, block_rows: int) -> Float[np.ndarray, "d d"]:
+def host_gram(
+    W: Float[np.ndarray, "V d"], e: int = 0, dtype: Any = np.float32, block_rows: int = HOST_BLOCK_ROWS
+) -> Float[np.ndarray, "d d"]:
     """``Σ_b (2^−e·W_b)ᵀ(2^−e·W_b)`` over blocks ``W_b`` of ``block_rows`` rows, each product in ``dtype``
     (``B.T @ B``: NumPy calls BLAS ``syrk``, half the flops of a general product), the sum in float64.
 
@@ -227,7 +230,7 @@ def _host_sigma(W: Float[np.ndarray, "V d"], e: int, dtype: Any) -> Float[np.nda
     """Descending σ of ``2^−e·W`` (``V ≥ d``) from the blocked host Gram matrix in ``dtype``, diagonalised in
     float64 (LAPACK ``dsyevd``)."""
     rows = HOST_BLOCK_ROWS if dtype == np.float32 else HOST_BLOCK_ROWS_64
-    lam = np.linalg.eigvalsh(_host_gram(W, e, dtype, rows))
+    lam = np.linalg.eigvalsh(host_gram(W, e, dtype, rows))
     return np.sqrt(np.clip(lam[::-1], 0.0, None))
 
 
@@ -258,7 +261,7 @@ def _looks_narrow(G: Float[np.ndarray, "d d"]) -> bool:
 
 def _host_singular_values(W: Float[np.ndarray, "V d"], method: str, amax: float) -> Float[np.ndarray, " r"]:
     """σ of a matrix in CPU memory, in float64, by ``"gram"``, ``"gram64"`` or ``"auto"`` — the same rule and
-    guarantee as the compiled kernels, with NumPy's BLAS doing the ``V·d²`` work (:func:`_host_gram`).
+    guarantee as the compiled kernels, with NumPy's BLAS doing the ``V·d²`` work (:func:`host_gram`).
 
     ``"auto"`` first reads the rule off the Gram matrix of ~4d evenly spaced rows (a twelfth of the work at
     GPT-2's shape, :func:`_looks_narrow`): a spectrum already too wide there goes straight to float64, skipping
@@ -268,7 +271,7 @@ def _host_singular_values(W: Float[np.ndarray, "V d"], method: str, amax: float)
     if W.shape[0] < W.shape[1]:
         W = W.T
     e = math.frexp(amax)[1] if amax > 0 else 0
-    e32 = e if abs(e) > _HOST_SAFE_EXPONENT else 0  # float64 needs no scaling at any float32 magnitude
+    e32 = e if abs(e) > HOST_SAFE_EXPONENT else 0  # float64 needs no scaling at any float32 magnitude
     if method == "gram64":
         return _host_sigma(W, 0, np.float64)
     if method == "gram":
@@ -276,7 +279,7 @@ def _host_singular_values(W: Float[np.ndarray, "V d"], method: str, amax: float)
     step = W.shape[0] // (4 * W.shape[1])
     if step < 2:  # V < 8d: the Gram matrix costs no more than its eigenvalues; one float64 pass
         return _host_sigma(W, 0, np.float64)
-    if _looks_narrow(_host_gram(W[::step], e32, np.float32, HOST_BLOCK_ROWS)):
+    if _looks_narrow(host_gram(W[::step], e32, np.float32, HOST_BLOCK_ROWS)):
         s = np.ldexp(_host_sigma(W, e32, np.float32), e32)
         if gram_is_accurate(s):
             return s
@@ -324,7 +327,7 @@ def singular_values(
       block_rows: rows per block for ``"chunked"``.
 
     Where the matrix lives decides who does the ``V·d²`` work of ``"gram"``/``"gram64"``/``"auto"``: a concrete
-    matrix in CPU memory (NumPy, or a JAX array on CPU devices) goes to NumPy's BLAS (:func:`_host_gram`: a
+    matrix in CPU memory (NumPy, or a JAX array on CPU devices) goes to NumPy's BLAS (:func:`host_gram`: a
     symmetric rank-k update in blocks of 4,096 rows, summed in float64 — half XLA:CPU's flops and a smaller
     float32 error; ``"auto"`` also skips a float32 pass a row sample already shows too wide); under ``jax.jit``
     and on accelerators, the compiled kernels above. Both meet the same accuracy rule.
