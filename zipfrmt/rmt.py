@@ -947,7 +947,7 @@ def bulk_for_regime(bulk: str, regime: str) -> str:
     Why: in the Widrow regime the noise is i.i.d. and MP's count of outliers is exact (median k* error 0% over
     the verification grid) at a fraction of the cost; in the dead zone the signal pushed near the bulk by the
     gain ``g < 1`` widens it, which only the DS law sees (on 25 dead-zone points of 2048×256 power laws, a = 0.3,
-    0.5, 1 at 2–4 bits, the sketch model's median k* error falls from 56% with MP to 9.6% with DS), at 0.2–0.8 s
+    0.5, 1 at 2–4 bits, the sketch model's median k* error falls from 56% with MP to 9.6% with DS), at 0.05–0.15 s
     a solve."""
     bulk = check_choice(bulk, "bulk", BULKS)
     if bulk != "auto":

@@ -242,10 +242,37 @@ def _subnormal_only(X: Float[Array, "G n"], amax: jax.Array, ax: int) -> jax.Arr
     """
 
     def from_bits(X: jax.Array, amax: jax.Array) -> jax.Array:
-        bits = jax.lax.bitcast_convert_type(X, jnp.int32) & 0x7FFFFFFF
-        return (amax == 0) & (jnp.max(bits, axis=ax, keepdims=True) > 0)
+        return (amax == 0) & (_magnitude_bits_max(X, ax) > 0)
 
     return jax.lax.cond(jnp.any(amax == 0), from_bits, lambda X, amax: jnp.zeros(amax.shape, bool), X, amax)
+
+
+#: Entries per chunk of :func:`_magnitude_bits_max`.
+_BITS_CHUNK = 2**20
+
+
+def _magnitude_bits_max(X: Float[Array, "G n"], ax: int) -> jax.Array:
+    """The largest bit pattern of ``|x|`` (sign masked) in each group (kept dims), chunk by chunk.
+
+    XLA:CPU writes the int32 view of its operand out before a reduction, so X is read in chunks of about
+    :data:`_BITS_CHUNK` entries (cut along axis 0, or along axis 1 when X has one row): the temporary is one
+    chunk, not a copy of X. The last chunk is moved back to end at X's edge (it overlaps the one before, which
+    changes no maximum).
+    """
+    cut = 0 if X.shape[0] > 1 else 1
+    size, other = X.shape[cut], X.shape[1 - cut]
+    ch = max(1, min(size, _BITS_CHUNK // other))
+    out_shape = tuple(1 if a == ax else X.shape[a] for a in range(2))
+
+    def body(i: jax.Array, out: jax.Array) -> jax.Array:
+        start = jnp.minimum(i * ch, size - ch)
+        piece = jax.lax.dynamic_slice_in_dim(X, start, ch, cut)
+        m = jnp.max(jax.lax.bitcast_convert_type(piece, jnp.int32) & 0x7FFFFFFF, axis=ax, keepdims=True)
+        if cut == ax:  # the chunks cut the groups: a group's maximum is that of its chunks
+            return jnp.maximum(out, m)
+        return jax.lax.dynamic_update_slice_in_dim(out, m, start, cut)
+
+    return jax.lax.fori_loop(0, -(-size // ch), body, jnp.zeros(out_shape, jnp.int32))
 
 
 def _quantize_groups(
@@ -330,6 +357,13 @@ def uniform_noise_var(
     X = _to_groups(W.astype(jnp.float32), spec)
     valid, ax = _valid_mask(spec, W.shape), _axis(spec)
     amax = _absmax(X, ax)
+    if spec.rounding == "nearest" or signal_free:  # one variance per group: Σ = Σ_g var_g·(entries not exact)
+        var_g = jnp.square(jnp.reshape(step, amax.shape).astype(jnp.float32)) / (12.0 if spec.rounding == "nearest"
+                                                                                 else 6.0)
+        count = jnp.sum(jnp.broadcast_to(valid, X.shape), axis=ax, keepdims=True)
+        if spec.bits > 1 and spec.scheme == "symmetric" and spec.clip == "absmax":
+            count = count - _count_at_absmax(X, amax, valid, ax)
+        return jnp.sum(jnp.where(amax == 0, 0.0, var_g * count)) / W.size
     exact = jnp.broadcast_to(amax == 0, X.shape)
     if spec.bits > 1 and spec.scheme == "symmetric" and spec.clip == "absmax":
         exact = exact | (jnp.abs(X) == amax)
@@ -344,6 +378,18 @@ def uniform_noise_var(
         var = jnp.broadcast_to(jnp.square(step_groups) / 12.0, X.shape)
     # Summed in the group layout, padding excluded.
     return row_sums(jnp.where(exact, 0.0, var) * valid)[0] / W.size
+
+
+def _count_at_absmax(X: Float[Array, "G n"], amax: jax.Array, valid: jax.Array, ax: int) -> jax.Array:
+    """How many valid entries of each group have ``|x| = max|x|`` (kept dims), by arithmetic alone.
+
+    In the group's binary scale (exact) the gap ``max|x| − |x|`` is 0 at the maximum and at least ``2^−24``
+    elsewhere (one unit in the last place of a number in ``[0.5, 1)``), so ``1 − min(2^25·gap, 1)`` is the indicator.
+    Written so, the sum fuses into one read of ``X``; a comparison would make XLA:CPU write a mask of X's size first.
+    """
+    e = binary_exponent(amax)
+    gap = times_pow2(amax, -e) - times_pow2(jnp.abs(X), -e)
+    return jnp.sum((1.0 - jnp.minimum(gap * 2.0**25, 1.0)) * valid, axis=ax, keepdims=True)
 
 
 def _valid_mask(spec: QuantSpec, shape: tuple[int, int]) -> Float[Array, "G n"]:
