@@ -472,3 +472,18 @@ def test_column_scales_on_w_are_row_scales_on_its_transpose_with_the_same_key(sc
     np.testing.assert_array_equal(np.asarray(col.dequantized), np.asarray(row.dequantized).T)
     np.testing.assert_array_equal(np.asarray(col.scale).ravel(), np.asarray(row.scale).ravel())
     assert col.noise_var_model == pytest.approx(row.noise_var_model, rel=1e-5)  # float32 sums, another order
+
+
+@pytest.mark.parametrize("spec", ["int2-tensor", "int2-row", "int2-column", "int2-group32", "int4-row", "int8-group32"])
+def test_the_quantize_program_needs_no_scratch_the_size_of_w(spec):
+    """Round-to-nearest quantization and its statistics take one output the size of W and small temporaries: at
+    2 bits (L = 1) XLA:CPU once wrote a V×d array of ones for the clip, a transient as large as W."""
+    from zipfrmt.quant import core
+
+    W = jnp.zeros((32768, 512), jnp.float32)  # large enough that the 2^20-entry chunks of a bit check are small
+    s = zq.as_spec(spec)
+    compiled = core._measure_program(s).lower(s, W, None, jnp.int32(0), False).compile()
+    memory = compiled.memory_analysis()
+    if memory is None:
+        pytest.skip("this backend reports no memory analysis")
+    assert memory.temp_size_in_bytes < 0.2 * W.nbytes

@@ -185,7 +185,10 @@ def _symmetric(X: jax.Array, m: jax.Array, spec: QuantSpec, key: Any) -> tuple[j
     ok = raw > 0
     step = jnp.where(ok, raw, 1.0)
     y = _divide(X, step)
-    q = jnp.clip(_round(jnp.clip(y, -L, L), spec, key), -L, L) * step
+    # L as an opaque scalar: with L = 1 (2 bits) XLA:CPU otherwise writes a V×d array of ones for the clip into the
+    # reductions that re-derive Q (a transient the size of W); the value and the result are the same.
+    L_ = jax.lax.optimization_barrier(jnp.float32(L))
+    q = jnp.clip(_round(jnp.clip(y, -L_, L_), spec, key), -L_, L_) * step
     q = jnp.where(ok, q, 0.0)
     return q, jnp.where(m > 0, raw, 1.0), jnp.abs(X) <= m
 
