@@ -30,6 +30,7 @@ operations). Scalars (edges, thresholds, ranks) are Python floats computed in fl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from typing import Any, NamedTuple
@@ -319,14 +320,24 @@ def mp_typical_singular_values(V: int, d: int, noise_var: float) -> Float[Array,
     V, d = _check_shape(V, d)
     s2 = _check_var(noise_var, "noise_var", positive=True)
     with jax.enable_x64(True):
-        out = _mp_typical(V, d, s2)
+        out = jnp.asarray(_mp_typical(V, d, s2))
     return _out(out)
 
 
-def _mp_typical(V: int, d: int, s2: float) -> Float[Array, " r"]:
-    i = jnp.arange(1, min(V, d) + 1, dtype=jnp.float64)
-    x = _mp_quantiles(1.0 - (i - 0.5) / d, jnp.float64(d / V), jnp.float64(s2))
-    return jnp.sqrt(V * x)
+def _mp_typical(V: int, d: int, s2: float) -> Float[np.ndarray, " r"]:
+    """The typical singular values as float64 NumPy: ``s·σ_i(V, d, 1)`` (the MP quantiles scale with ``s²``), the
+    unit-variance ones computed once per shape (the bisection is the cost; an analysis asks for one shape often)."""
+    return math.sqrt(s2) * _mp_typical_unit(V, d)
+
+
+@functools.lru_cache(maxsize=64)
+def _mp_typical_unit(V: int, d: int) -> Float[np.ndarray, " r"]:
+    with jax.enable_x64(True):
+        i = jnp.arange(1, min(V, d) + 1, dtype=jnp.float64)
+        x = np.asarray(_mp_quantiles(1.0 - (i - 0.5) / d, jnp.float64(d / V), jnp.float64(1.0)))
+    out = np.sqrt(V * x)
+    out.flags.writeable = False  # shared by every caller
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
