@@ -106,7 +106,8 @@ def _twins_text(ds: Any, twin: np.ndarray) -> str:
     lo, hi = float(sr_q.min()), float(sr_q.max())
     best = (hi - lo) / (hi + lo)  # the smallest worst-case miss of one number for both (it is 2·lo·hi/(lo + hi))
     best_k = (k_q.max() - k_q.min()) / max(k_q.max() + k_q.min(), 1)
-    return (f"The spectral twins ({', '.join(names)}; {', '.join(sorted(set(specs)))}; W = A ⊗ B with two 2×2 "
+    quoted = " and ".join(f"“{n}”" for n in names)
+    return (f"The spectral twins ({quoted}, at {', '.join(sorted(set(specs)))}; W = A ⊗ B with two 2×2 "
             f"factors of equal singular values and entry magnitudes) have the same spectrum (r_s(W) "
             f"{_span(sr_w, '.4g')}) and the same entry statistics, so every prediction from those gives them one "
             f"value (here {_span(sp, '.3g')}); measured, r_s(Q) is {lo:.3g} and {hi:.3g} (ratio {hi / lo:.3f}) and "
@@ -134,8 +135,6 @@ def describe(ds: Any) -> str:
                      f"{int((~holds[rise]).sum())} (worst: {ds['name'].values[i]}, {ds['spec'].values[i]}: r_s "
                      f"{sr_w[i]:.2f} → {sr_q[i]:.2f}, predicted {float(ds['stable_rank_predicted'].values[i]):.3g} by "
                      f"the {ds['model'].values[i]} model).")
-    if twin.sum() == 2:  # a pair (a grid with one twin alone has nothing to compare)
-        parts.append(_twins_text(ds, twin))
     if rise.any():
         sk = ds["stable_rank_predicted_sketch"].values[rise]
         parts.append(f"The sketch model (σ_1 from one pass over Q along W's top singular pair, "
@@ -162,4 +161,6 @@ def describe(ds: Any) -> str:
                      f"{_span(shift_i, '.3g')} under i.i.d. noise. Moving σ_1 by the noise's variance "
                      f"profile along W's top singular vectors (rmt.predict_with_profile) brings the miss to "
                      f"{100 * miss_p.max():.2f}% at most.")
+    if twin.sum() == 2:  # a pair (a grid with one twin alone has nothing to compare)
+        parts.append(_twins_text(ds, twin))
     return " ".join(parts)
