@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from zipfrmt.quant import ggml, uniform
+from zipfrmt.quant import ggml, rowchunks, uniform
 
 if TYPE_CHECKING:
     from zipfrmt.quant.spec import QuantSpec
@@ -100,9 +100,16 @@ def _qwix_quantize(qtype: Any) -> QuantizeFn:
         import qwix  # heavy import, only needed here
 
         channel, tiles = _qwix_layout(spec)
-        qarr = qwix.quantize(W, qtype, channelwise_axes=channel, tiled_axes=tiles)
-        deq = qwix.dequantize(qarr).astype(W.dtype)
-        return deq, jnp.asarray(qarr.scale, jnp.float32), jnp.ones(W.shape, bool)
+
+        def run(X: jax.Array) -> tuple[jax.Array, jax.Array]:
+            qarr = qwix.quantize(X, qtype, channelwise_axes=channel, tiled_axes=tiles)
+            return qwix.dequantize(qarr).astype(X.dtype), jnp.asarray(qarr.scale, jnp.float32)
+
+        if spec.granularity in ("row", "group"):  # scales along rows: the same result in chunks of rows
+            deq, scale = rowchunks.map_rows(run, W)
+        else:
+            deq, scale = run(W)
+        return deq, scale, jnp.ones(W.shape, bool)
 
     return quantize
 
@@ -186,11 +193,16 @@ def _bennett_noise_var(qtype: Any) -> NoiseVarFn:
     def noise_var(spec: QuantSpec, W: jax.Array, Q: jax.Array, scale: jax.Array) -> jax.Array:
         levels, widths = code_book(qtype)
         levels, widths = jnp.asarray(levels, jnp.float32), jnp.asarray(widths, jnp.float32)
-        scale_full = _expand_scale(scale, W.shape)
-        code = Q.astype(jnp.float32) / jnp.where(scale_full > 0, scale_full, 1.0)
-        cell = widths[jnp.searchsorted((levels[1:] + levels[:-1]) / 2, code)] * scale_full  # nearest level's cell
-        cell = jnp.where(W == 0, 0.0, cell)  # 0 is on every code book: an exact zero (an all-zero group) counts 0
-        return jnp.mean(jnp.square(cell)) / 12.0
+
+        def row_sums(W: jax.Array, Q: jax.Array, scale: jax.Array) -> jax.Array:
+            scale_full = _expand_scale(scale, W.shape)
+            code = Q.astype(jnp.float32) / jnp.where(scale_full > 0, scale_full, 1.0)
+            cell = widths[jnp.searchsorted((levels[1:] + levels[:-1]) / 2, code)] * scale_full  # its level's cell
+            cell = jnp.where(W == 0, 0.0, cell)  # 0 is on every code book: an exact zero (a zero group) counts 0
+            return jnp.sum(jnp.square(cell), axis=1)
+
+        # in chunks of rows: the search's loop carries two arrays of its input's shape
+        return rowchunks.sum_rows(row_sums, W, Q, scale) / W.size / 12.0
 
     return noise_var
 
