@@ -10,7 +10,8 @@ Modules: :mod:`~zipfrmt.quant.spec` (:class:`QuantSpec` and its text form), :mod
 (the registry: each format's quantizer, block constraints and noise model), :mod:`~zipfrmt.quant.uniform`
 (the uniform b-bit quantizer, the ``int`` format), :mod:`~zipfrmt.quant.noise` (measured noise, Bussgang
 decomposition, regime, :class:`QuantResult`), :mod:`~zipfrmt.quant.core` (:func:`quantize`,
-:func:`fake_quant`). The random-matrix prediction of the quantized spectrum from a result is
+:func:`fake_quant`), :mod:`~zipfrmt.quant.rowchunks` (row-local quantizers run in chunks of rows, so a large
+matrix's temporaries stay small). The random-matrix prediction of the quantized spectrum from a result is
 :func:`zipfrmt.rmt.predict_from_result`.
 """
 
