@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from zipfrmt.checks import check_float32_range, check_float_array, check_matrix_max_abs, describe, max_abs
-from zipfrmt.quant import uniform
+from zipfrmt.quant import ggml, uniform
 from zipfrmt.quant.formats import FORMATS
 from zipfrmt.quant.noise import QuantResult, scaled_noise_moments, with_regime
 from zipfrmt.quant.spec import QuantSpec, as_spec, check_spec_shape
@@ -105,7 +105,9 @@ def _quantize_and_measure(
 #: XLA:CPU compiles reductions into YNNPACK fusions by default. Along rows (a scale per row) they take a scratch of
 #: ¾ of W's size that XLA's buffer assignment does not see, and run 1.8× slower than XLA's own loops (262,144×640,
 #: 2 cores: 914 against 519 ms, peak 1.76× against 1.05× W's size); per tensor, column or group they are as fast or
-#: faster (tensor: 364 against 495 ms) with no such scratch. So a row spec's program is compiled without them.
+#: faster (tensor: 364 against 495 ms) with no such scratch. llama.cpp's block formats take one more copy of W with
+#: them (temporaries 2.0× against 1.04× W's size, time within ±20% either way). So a row spec's program and a
+#: llama.cpp format's are compiled without them.
 _NO_YNN_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _measure = jax.jit(_quantize_and_measure, static_argnums=(0, 4))
 _measure_no_ynn = jax.jit(_quantize_and_measure, static_argnums=(0, 4), compiler_options=_NO_YNN_FUSIONS)
@@ -124,7 +126,8 @@ def _no_ynn_supported() -> bool:
 
 
 def _measure_program(spec: QuantSpec) -> Any:
-    return _measure_no_ynn if spec.granularity == "row" and _no_ynn_supported() else _measure
+    lean = spec.granularity == "row" or spec.format in ggml.GGML_FORMATS
+    return _measure_no_ynn if lean and _no_ynn_supported() else _measure
 
 
 def _check_result(spec: QuantSpec, scale: jax.Array, flushed: jax.Array, overflow: bool, amax: float) -> None:
