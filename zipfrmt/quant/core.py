@@ -106,7 +106,7 @@ def _quantize_and_measure(
 #: ¾ of W's size that XLA's buffer assignment does not see, and run 1.8× slower than XLA's own loops (262,144×640,
 #: 2 cores: 914 against 519 ms, peak 1.76× against 1.05× W's size); per tensor, column or group they are as fast or
 #: faster (tensor: 364 against 495 ms) with no such scratch. llama.cpp's block formats take one more copy of W with
-#: them (temporaries 2.0× against 1.04× W's size, time within ±20% either way). So a row spec's program and a
+#: them (temporaries 2.0× against 1.04× W's size; time −34% to +20% by format). So a row spec's program and a
 #: llama.cpp format's are compiled without them.
 _NO_YNN_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _measure = jax.jit(_quantize_and_measure, static_argnums=(0, 4))
