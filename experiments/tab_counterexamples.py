@@ -82,7 +82,8 @@ def table_rows(ds: Any) -> list[list[str]]:
                      fmt(v["stable_rank_full"]), fmt(v["stable_rank_measured"]),
                      f"{fmt(v['stable_rank_predicted'])} ({r['model'].values})",
                      fmt(v["stable_rank_predicted_profile"]), fmt(v["stable_rank_predicted_sketch"]),
-                     fmt(int(v["truncation_measured"])), fmt(int(v["truncation_predicted"])), fmt(v["exponent_full"]), fmt(v["exponent_measured"]), fmt(v["exponent_predicted_mp"]),
+                     fmt(int(v["truncation_measured"])), fmt(int(v["truncation_predicted"])),
+                     fmt(v["exponent_full"]), fmt(v["exponent_measured"]), fmt(v["exponent_predicted_mp"]),
                      fmt(v["exponent_predicted_ds"])])
     return rows
 

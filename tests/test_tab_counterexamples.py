@@ -90,7 +90,8 @@ def test_spectral_twins_share_spectrum_and_entry_magnitudes_but_not_the_quantize
     s_row = np.linalg.svd(W_row.astype(np.float64), compute_uv=False)
     np.testing.assert_allclose(s_diag, s_row, rtol=1e-5, atol=1e-6 * s_diag[0])
     np.testing.assert_array_equal(np.sort(np.abs(W_diag).ravel()), np.sort(np.abs(W_row).ravel()))
-    # at 2 bits per tensor only the unit entries of B survive: Q(A ⊗ B_diag) = Q(A) ⊗ I, Q(A ⊗ B_row) = Q(A) ⊗ [[1,1],[0,0]]
+    # at 2 bits per tensor only the unit entries of B survive:
+    # Q(A ⊗ B_diag) = Q(A) ⊗ I, Q(A ⊗ B_row) = Q(A) ⊗ [[1,1],[0,0]]
     QA = np.asarray(quant.quantize(A.astype(np.float32), "int2-tensor").dequantized)
     Q_diag = np.asarray(quant.quantize(W_diag, "int2-tensor").dequantized)
     Q_row = np.asarray(quant.quantize(W_row, "int2-tensor").dequantized)

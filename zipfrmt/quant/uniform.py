@@ -44,6 +44,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from zipfrmt.quant import rowchunks
+
 if TYPE_CHECKING:
     from zipfrmt.quant.spec import QuantSpec
 
@@ -250,8 +252,8 @@ def _subnormal_only(X: Float[Array, "G n"], amax: jax.Array, ax: int) -> jax.Arr
     return jax.lax.cond(jnp.any(amax == 0), from_bits, lambda X, amax: jnp.zeros(amax.shape, bool), X, amax)
 
 
-#: Entries per chunk of :func:`_magnitude_bits_max`.
-_BITS_CHUNK = 2**20
+#: Entries per chunk of :func:`_magnitude_bits_max` (the chunk size of :mod:`zipfrmt.quant.rowchunks`).
+_BITS_CHUNK = rowchunks.CHUNK_ENTRIES
 
 
 def _magnitude_bits_max(X: Float[Array, "G n"], ax: int) -> jax.Array:
