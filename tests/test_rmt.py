@@ -567,3 +567,21 @@ def test_profile_prediction_equals_the_iid_one_for_constant_steps_and_falls_back
     assert rmt.predict_with_profile(S, 1024, 128, dead, U[:, 0], Vt[0]).model == "bussgang"
     with pytest.raises(ValueError, match="u1, v1: expected W's top singular vectors of lengths V = 1024 and d = 128"):
         rmt.predict_with_profile(S, 1024, 128, r, U[:10, 0], Vt[0])
+
+
+def test_on_the_dozier_silverstein_bulk_sigma1_of_a_dense_w_is_the_free_sums_edge_not_the_spiked_map():
+    """A Gaussian W has no spike: σ_1(W) is its own bulk's edge, and the spiked map (a theorem for finite rank)
+    puts σ_1(Q) below the edge of W + E. On the DS bulk, σ_1 is the top of the predicted spectrum."""
+    from zipfrmt import quant, spectra
+
+    W = np.random.default_rng(0).standard_normal((512, 256)).astype(np.float32)
+    s = np.asarray(spectra.singular_values(W), np.float64)
+    q = quant.quantize(W, "int3-tensor-stochastic", key=jax.random.key(1))
+    sq = np.asarray(spectra.singular_values(q.dequantized), np.float64)
+    measured = float(np.sum(sq**2) / sq[0] ** 2)
+    ds = rmt.predict_from_result(s, 512, 256, q, bulk="dozier-silverstein")
+    mp = rmt.predict_from_result(s, 512, 256, q, bulk="mp")
+    assert ds.sigma1 == pytest.approx(float(np.max(np.asarray(ds.sigma))), rel=1e-6)
+    assert ds.sigma1 == pytest.approx(sq[0], rel=0.02)
+    assert ds.stable_rank == pytest.approx(measured, rel=0.03)
+    assert mp.stable_rank > 1.1 * measured  # the MP bulk keeps the spiked map's σ_1: the known limitation
