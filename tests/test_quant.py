@@ -535,3 +535,14 @@ def test_a_real_format_program_needs_at_most_one_more_copy_of_w(spec):
     if memory is None:
         pytest.skip("this backend reports no memory analysis")
     assert memory.temp_size_in_bytes < 1.25 * W.nbytes
+
+
+def test_row_chunks_name_an_input_that_is_not_a_matrix():
+    from zipfrmt.quant import rowchunks
+
+    with pytest.raises(ValueError, match=r"X: expected a V×d matrix, got shape \(5,\)"):
+        rowchunks.map_rows(lambda x: x, jnp.zeros(5))
+    with pytest.raises(ValueError, match=r"Xs: expected at least one V×d matrix"):
+        rowchunks.sum_rows(lambda: jnp.zeros(1))
+    with pytest.raises(ValueError, match=r"Xs\[0\]: expected a V×d matrix"):
+        rowchunks.sum_rows(lambda x: x, jnp.zeros((2, 3, 4)))

@@ -814,9 +814,7 @@ def _predict(
     if s2 == 0:
         pred = sig.copy()
     elif bulk == "mp":
-        with jax.enable_x64(True):
-            typical = np.asarray(_mp_typical(V, d, s2))
-        tail = typical[k_star:]
+        tail = _mp_typical(V, d, s2)[k_star:]
         target = energy - float(np.sum(mapped[:k_star] ** 2))
         tail_energy = float(np.sum(tail**2))
         if target > 0 and tail_energy > 0:

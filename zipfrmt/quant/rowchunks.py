@@ -28,8 +28,11 @@ __all__ = ["CHUNK_ENTRIES", "map_rows", "sum_rows"]
 CHUNK_ENTRIES = 2**20
 
 
-def _rows_per_chunk(shape: tuple[int, ...]) -> int:
-    return max(1, CHUNK_ENTRIES // max(1, shape[1]))
+def _rows_per_chunk(X: jax.Array, name: str) -> int:
+    """Rows per chunk of a V×d ``X``; anything else is a named error."""
+    if getattr(X, "ndim", None) != 2:
+        raise ValueError(f"{name}: expected a V×d matrix, got shape {getattr(X, 'shape', type(X).__name__)}")
+    return max(1, CHUNK_ENTRIES // max(1, X.shape[1]))
 
 
 def map_rows(f: Callable[[jax.Array], Any], X: Float[Array, "V d"]) -> Any:
@@ -38,7 +41,7 @@ def map_rows(f: Callable[[jax.Array], Any], X: Float[Array, "V d"]) -> Any:
     ``f`` maps a ``rows×d`` block to a pytree of arrays whose leading axis has ``rows`` entries. A matrix of at most
     one chunk is passed to ``f`` whole.
     """
-    V, rows = X.shape[0], _rows_per_chunk(X.shape)
+    V, rows = X.shape[0], _rows_per_chunk(X, "X")
     if V <= rows:
         return f(X)
     out_shapes = jax.eval_shape(f, jax.ShapeDtypeStruct((rows, *X.shape[1:]), X.dtype))
@@ -58,8 +61,10 @@ def sum_rows(f: Callable[..., jax.Array], *Xs: jax.Array) -> jax.Array:
     Every array of ``Xs`` whose leading axis has X's ``V`` rows (``V > 1``) is cut into the same chunks; any other
     (a scalar, a ``1×d`` row of column scales) is passed whole to every call.
     """
+    if not Xs:
+        raise ValueError("Xs: expected at least one V×d matrix, got none")
+    rows = _rows_per_chunk(Xs[0], "Xs[0]")
     V = Xs[0].shape[0]
-    rows = _rows_per_chunk(Xs[0].shape)
     if V <= rows:
         return jnp.sum(f(*Xs))
     cut = [x.ndim > 0 and x.shape[0] == V for x in Xs]
