@@ -3,10 +3,12 @@
 The verification grid (``tab_bound_verification``) checks the predictions on power-law matrices with Haar
 singular vectors. Here the matrices are the ones a user meets: the PPMI–SVD embeddings of the two texts in
 ``data/`` (Levy, Goldberg & Dagan 2015; word tokens, ``V`` types, window 5, ``d`` columns), the embedding table
-of an embedding-bag language model trained on wikitext2 (:mod:`zipfrmt.nn`, float32) and, for reference, a
-power-law matrix ``σ_k = k^(−a)`` with Haar vectors. Each is quantized with every spec of ``specs`` (the
-``int`` quantizer in the Widrow and dead-zone regimes, and every real format: fp8, nf4, mxfp4, nvfp4 and the
-llama.cpp block formats). Per point, beside the measured stable rank, ``σ_1`` and truncation index ``k*``:
+of an embedding-bag language model trained on wikitext2 (:mod:`zipfrmt.nn`, float32), a dense Gaussian matrix
+(a linear weight at initialisation, entries ``N(0, 1/d)``: its ``σ_1`` is the edge of its own Marchenko–Pastur
+bulk, no spike) and, for reference, a power-law matrix ``σ_k = k^(−a)`` with Haar vectors. Each is quantized
+with every spec of ``specs`` (the ``int`` quantizer in the Widrow and dead-zone regimes, and every real format:
+fp8, nf4, mxfp4, nvfp4 and the llama.cpp block formats). Per point, beside the measured stable rank, ``σ_1``
+and truncation index ``k*``:
 
 * the regime's model from the full-precision spectrum and the noise statistics
   (:func:`zipfrmt.rmt.predict_from_result`: additive in the Widrow regime, Bussgang in the dead zone);
@@ -34,8 +36,8 @@ from zipfrmt.quant import QuantSpec, check_spec_shape
 
 NAME = "tab_sketch_prediction"
 KIND = "table"
-CAPTION = ("The stable rank and truncation index of quantized real-text (PPMI–SVD), trained and power-law "
-           "embeddings at every format, measured beside the regime's model (additive or Bussgang, from the "
+CAPTION = ("The stable rank and truncation index of quantized real-text (PPMI–SVD), trained, dense Gaussian and "
+           "power-law matrices at every format, measured beside the regime's model (additive or Bussgang, from the "
            "full-precision spectrum) and the sketch model (σ_1 from one pass over Q): relative errors in %.")
 
 #: The texts in ``data/`` a PPMI–SVD embedding is built from (those the training experiments use), and the one
@@ -54,8 +56,8 @@ class Config:
     """The matrices (``V×d`` each) and the specs.
 
     ``matrices`` names them: ``ppmi:<text>``, ``trained:<text>`` (an embedding-bag LM trained ``train_steps``
-    steps) or ``power-law:<a>``. A spec a shape does not admit (a block longer than ``d``) is left out of that
-    matrix's rows, and the report lists it.
+    steps), ``gaussian`` (entries ``N(0, 1/d)``) or ``power-law:<a>``. A spec a shape does not admit (a block
+    longer than ``d``) is left out of that matrix's rows, and the report lists it.
     """
 
     V: int = 4096
@@ -84,8 +86,9 @@ class Config:
             elif kind == "power-law":
                 check_number(float(arg) if _is_float(arg) else arg, "matrices (power-law exponent)", lo=0.0,
                              lo_open=True)
-            else:
-                raise ValueError(f"matrices: expected ppmi:<text>, trained:<text> or power-law:<a>, got {m!r}")
+            elif m != "gaussian":
+                raise ValueError(f"matrices: expected ppmi:<text>, trained:<text>, gaussian or power-law:<a>, got "
+                                 f"{m!r}")
         for s in self.specs:
             QuantSpec.parse(s)
 
@@ -99,11 +102,12 @@ def _is_float(text: str) -> bool:
 
 
 SCALES = {
-    "test": Config(V=512, d=64, matrices=("ppmi:tinyshakespeare", "trained:tinyshakespeare", "power-law:0.5"),
+    "test": Config(V=512, d=64, matrices=("ppmi:tinyshakespeare", "trained:tinyshakespeare", "gaussian",
+                                          "power-law:0.5"),
                    specs=("int4-row", "int2-row", "int2-tensor", "nf4", "mxfp4", "nvfp4", "q4_0", "tq2_0"),
                    train_steps=20),
     # about 40 s on 2 cores: wikitext2's PPMI-SVD and trained embeddings; the power law is in the grid
-    "quick": Config(V=1024, d=256, matrices=("ppmi:wikitext2", f"trained:{TRAIN_TEXT}"),
+    "quick": Config(V=1024, d=256, matrices=("ppmi:wikitext2", f"trained:{TRAIN_TEXT}", "gaussian"),
                     specs=tuple(s for s in SPECS if s != "int3-row"), train_steps=150),
     "full": Config(V=16384, d=512, train_steps=2000),
 }
@@ -148,16 +152,21 @@ def _power_law(config: Config, a: str) -> np.ndarray:
     return np.asarray(embeddings.power_law_matrix(jax.random.key(config.seed), config.V, config.d, float(a)))
 
 
+def _gaussian(config: Config, _: str) -> np.ndarray:
+    """A dense ``V×d`` weight at initialisation, i.i.d. ``N(0, 1/d)`` (no spike: σ_1 ≈ (√V + √d)/√d)."""
+    return np.random.default_rng(config.seed).standard_normal((config.V, config.d)) / math.sqrt(config.d)
+
+
 BUILDERS: dict[str, Callable[[Config, str], np.ndarray]] = {"ppmi": _ppmi, "trained": _trained,
-                                                            "power-law": _power_law}
+                                                            "gaussian": _gaussian, "power-law": _power_law}
 
 
 def available(config: Config) -> list[str]:
-    """The matrices whose text is in ``data_dir`` (every power-law matrix)."""
+    """The matrices whose text is in ``data_dir`` (every Gaussian and power-law matrix)."""
     out = []
     for m in config.matrices:
         kind, _, arg = m.partition(":")
-        if kind == "power-law" or (Path(config.data_dir) / TEXTS[arg]).is_file():
+        if kind in ("gaussian", "power-law") or (Path(config.data_dir) / TEXTS[arg]).is_file():
             out.append(m)
     return out
 
@@ -300,7 +309,8 @@ def describe(ds: Any) -> str:
     matrices = list(dict.fromkeys(_v(ds, "matrix")))
     missing = [m for m in cfg["matrices"] if m not in matrices]
     regime, matrix = _v(ds, "regime"), _v(ds, "matrix")
-    real = ~np.char.startswith(matrix.astype(str), "power-law")
+    kind = np.char.partition(matrix.astype(str), ":")[:, 0]
+    real = (kind == "ppmi") | (kind == "trained")
     e_m, e_s = errors(ds, "stable_rank", "predicted"), errors(ds, "stable_rank", "sketch")
     k_m, k_s = errors(ds, "k", "predicted"), errors(ds, "k", "sketch")
     trunc = truncated(ds)
@@ -309,7 +319,8 @@ def describe(ds: Any) -> str:
     if missing:
         text[-1] += f"; left out for want of their text in data/: {', '.join(missing)}"
     text[-1] += "."
-    for label, sel in (("real-text and trained", real), ("power-law", ~real)):
+    for label, sel in (("real-text and trained", real), ("dense Gaussian", kind == "gaussian"),
+                       ("power-law", kind == "power-law")):
         for reg in ("widrow", "dead-zone"):
             mask = sel & (regime == reg)
             if not mask.any():

@@ -107,8 +107,8 @@ def test_prediction_models_by_regime_and_on_request():
     dz = quant.quantize(W, "int2-tensor")
     assert dz.regime == "dead-zone"
     auto = rmt.predict_from_result(s, *W.shape, dz)
-    bus = rmt.predict_quantized_bussgang(s, *W.shape, dz.bussgang_gain, dz.residual_var)
-    assert auto.model == "bussgang" and auto.stable_rank == bus.stable_rank
+    bus = rmt.predict_quantized_bussgang(s, *W.shape, dz.bussgang_gain, dz.residual_var, bulk="dozier-silverstein")
+    assert auto.model == "bussgang" and auto.bulk == "dozier-silverstein" and auto.stable_rank == bus.stable_rank
     add = rmt.predict_from_result(s, *W.shape, dz, model="additive")
     assert add.model == "additive" and add.noise_var == dz.noise_var_model
     meas = rmt.predict_from_result(s, *W.shape, dz, model="additive-measured")

@@ -124,6 +124,24 @@ def test_a_zero_quantized_matrix_predicts_zero_with_a_reason():
     assert p.stable_rank == 0.0 and p.reason == "the quantized matrix is zero"
 
 
+def test_a_base_prediction_the_caller_has_gives_the_same_sketch_model_without_a_second_solve():
+    W = np.asarray(embeddings.power_law_matrix(jax.random.key(0), 256, 32, 0.5))
+    s = np.asarray(spectra.singular_values(W), np.float64)
+    sk_args = sketch.top_singular_pair(W)
+    for spec in ("int4-row", "int2-tensor"):  # MP and DS bulks under "auto"
+        r = zq.quantize(W, spec)
+        sk = sketch.quant_sketch(r.dequantized, *sk_args)
+        base = rmt.predict_from_result(s, 256, 32, r)
+        a = rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="auto")
+        b = rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="auto", base=base)
+        assert a.stable_rank == b.stable_rank and a.truncation_index == b.truncation_index
+        np.testing.assert_array_equal(np.asarray(a.sigma), np.asarray(b.sigma))
+    with pytest.raises(ValueError, match="base: expected a prediction on the bulk='mp'"):
+        rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="mp", base=base)
+    with pytest.raises(TypeError, match="base: expected the rmt.QuantizedPrediction"):
+        rmt.predict_from_sketch(s, 256, 32, r, sk, base={"sigma": s})
+
+
 @pytest.mark.parametrize(
     "call, exc, match",
     [
@@ -168,9 +186,10 @@ def grid() -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rmt.ConvergenceWarning)
                 new = rmt.predict_from_sketch(s, *SHAPE, r, sketch.quant_sketch(r.dequantized, u, v))
-            old = rmt.predict_from_result(s, *SHAPE, r)
+                auto = rmt.predict_from_result(s, *SHAPE, r)  # before quantizing: no sketch of Q
+            old = rmt.predict_from_result(s, *SHAPE, r, bulk="mp")  # k* by the threshold θ_c
             rows.append(dict(a=a, spec=spec, regime=r.regime, rs=float(spectra.stable_rank(sq)), new=new, old=old,
-                             k=rmt.count_above_floor(sq, new)))
+                             auto=auto, k=rmt.count_above_floor(sq, new)))
     return rows
 
 
@@ -225,3 +244,13 @@ def test_k_star_in_the_dead_zone_is_improved_but_not_within_ten_percent(grid):
                     if min(r["k"], r["old"].truncation_index) < min(SHAPE)])
     assert np.median(new) <= 0.30
     assert np.median(new) < np.median(old)
+
+
+def test_without_the_sketch_the_dead_zone_k_star_counted_on_the_ds_law_is_the_sketch_models(grid):
+    """k* needs no pass over Q: predict_from_result's default bulk ("auto": DS in the dead zone) counts the same
+    law above the same floor; only σ̃_1, one value, differs. Its dead-zone k* misses as the sketch model's do."""
+    rows = [r for r in grid if r["regime"] == "dead-zone"]
+    for r in rows:
+        assert r["auto"].bulk == "dozier-silverstein"
+        assert abs(r["auto"].truncation_index - r["new"].truncation_index) <= 1
+    assert np.median(_k_errors(rows, "auto")) < np.median(_k_errors(rows, "old"))

@@ -98,11 +98,12 @@ def _quantized_row(head: dict[str, Any], s_q: np.ndarray, shape: tuple[int, int]
 
 
 def _predict_sketched(s_fp: np.ndarray, shape: tuple[int, int], result: Any, Q: Any,
-                      pair: tuple[np.ndarray, np.ndarray] | None,
-                      bulk: str = "auto") -> rmt.QuantizedPrediction:
-    """:func:`zipfrmt.rmt.predict_from_sketch` for ``Q``, with W's top singular pair (None: W is zero)."""
+                      pair: tuple[np.ndarray, np.ndarray] | None, bulk: str = "auto",
+                      pred: rmt.QuantizedPrediction | None = None) -> rmt.QuantizedPrediction:
+    """:func:`zipfrmt.rmt.predict_from_sketch` for ``Q``, with W's top singular pair (None: W is zero); ``pred``,
+    :func:`zipfrmt.rmt.predict_from_result`'s prediction on the default bulk, is reused for ``bulk="auto"``."""
     sk = sketch.quant_sketch(Q, *pair) if pair is not None else sketch.QuantSketch(0, 0, 0, 0, 0, 0, 0, *shape)
-    return rmt.predict_from_sketch(s_fp, *shape, result, sk, bulk=bulk)
+    return rmt.predict_from_sketch(s_fp, *shape, result, sk, bulk=bulk, base=pred if bulk == "auto" else None)
 
 
 def as_float32_device(W: Any) -> jax.Array:
@@ -153,8 +154,9 @@ def analyze_matrix(
     top singular pair (:func:`zipfrmt.rmt.predict_from_sketch`: ``O(Vd)`` work, no decomposition of ``Q``), the
     prediction that also holds in the dead zone. ``sketch_bulk`` is its bulk (its ``σ_1`` and stable rank do not
     depend on it; its ``k*`` does): ``"auto"`` (the default: the Dozier–Silverstein law in the dead-zone regime,
-    where its count follows a truncated tail, Marchenko–Pastur in the Widrow regime, where MP's count is exact —
-    :func:`zipfrmt.rmt.bulk_for_regime`), ``"mp"`` (the fastest) or ``"dozier-silverstein"`` for every spec
+    where its count follows a truncated tail, and for a dense W, whose σ_1 is no isolated spike; Marchenko–Pastur
+    elsewhere, where MP's count is exact — :func:`zipfrmt.rmt.choose_bulk`, which ``"predicted"`` uses too),
+    ``"mp"`` (the fastest) or ``"dozier-silverstein"`` for every spec
     (a solve of the DS law: about 0.05 s at d = 256, 0.15 s at d = 1024 on 2 CPU cores).
 
     ``"spec"`` is the spec's canonical text. With ``keep_spectra``, the singular values themselves are added
@@ -182,7 +184,7 @@ def analyze_matrix(
         spectra_pred.append(np.asarray(pred.sigma, np.float64))
         head = {"spec": spec.label, "format": spec.format, "bits": spec.bits,
                 "granularity": spec.granularity_label, "rounding": spec.rounding}
-        sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair, sketch_bulk)
+        sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair, sketch_bulk, pred)
         rows.append(_quantized_row(head, s_q, shape, q.stats(), pred, sketched))
         del q  # Q(W) is let go before the next spec's is made: W and one Q at a time
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
@@ -217,7 +219,8 @@ def compare_stored(
 
     result = types.SimpleNamespace(**stats)  # the fields a result has
     pred = rmt.predict_from_result(s_fp, *shape, result)
-    sketched = _predict_sketched(s_fp, shape, result, Qj, sketch.top_singular_pair(Wj) if s_fp[0] > 0 else None)
+    sketched = _predict_sketched(s_fp, shape, result, Qj, sketch.top_singular_pair(Wj) if s_fp[0] > 0 else None,
+                                 pred=pred)
     head = {"spec": label, "format": "stored", "bits": None, "granularity": None, "rounding": None}
     return _quantized_row(head, s_q, shape, stats, pred, sketched)
 

@@ -60,7 +60,7 @@ __all__ = [
     "mp_typical_singular_values",
     "BULKS",
     "MODELS",
-    "bulk_for_regime",
+    "choose_bulk",
     "count_above_floor",
     "predict_from_result",
     "predict_from_sketch",
@@ -714,7 +714,10 @@ class QuantizedPrediction:
       sigma: the predicted singular values of the quantized matrix, descending, ``min(V, d)`` of them.
       noise_floor: bulk edge ``s(√V + √d)``.
       threshold: detection threshold ``θ_c = s(Vd)^(1/4)``, in signal units (of ``g·σ``).
-      truncation_index: ``k* = #{k : g·σ_k > θ_c}``, the signal values that survive as outliers.
+      truncation_index: ``k* = #{k : g·σ_k > θ_c}``, the signal values that survive as outliers; on the DS bulk,
+        counted as it is measured, ``#{k : σ̃_k > s(√V + √d)}`` on the predicted spectrum (a signal near the
+        threshold widens the bulk, which the count by ``θ_c`` misses: on the dead-zone points of the verification
+        grid, the Bussgang model's k* miss falls from a median 74% by ``θ_c`` to about 12% by the count).
       sigma1: ``σ̃_1``, the spiked map of ``g·σ_1`` (the bulk edge when below threshold); on the DS bulk, the larger
         of that and the top of the predicted spectrum (a dense W, whose σ_1 is its own bulk's edge, is no spike:
         512×256 Gaussian at int3-tensor-stochastic, stable rank 15% off with the map, 1.3% with DS).
@@ -746,6 +749,16 @@ class QuantizedPrediction:
     reason: str | None = None
 
 
+def _isolated_run(images: np.ndarray, V: int, d: int, s: float) -> int:
+    """How many of the descending spiked-map ``images`` lead as *isolated* outliers: each at or above 1.5× the
+    noise floor ``s(√V + √d)`` plus ``_ISLAND``·s, and more than 2·``_ISLAND``·s above the next image (0: nothing
+    below but the bulk). The count stops at the first image that is not isolated."""
+    floor_cut = 1.5 * s * (math.sqrt(V) + math.sqrt(d))
+    below = np.append(images[1:], 0.0)
+    isolated = (images >= floor_cut + _ISLAND * s) & (images - below > 2 * _ISLAND * s)
+    return images.size if isolated.all() else int(np.argmin(isolated))
+
+
 def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s2: float, caller: str) -> np.ndarray:
     """Descending ``r = min(V, d)`` singular values at the quantiles ``(i − ½)/r`` of the DS law.
 
@@ -767,9 +780,7 @@ def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s
     s = 1.0
     floor_cut = 1.5 * s * (math.sqrt(V) + math.sqrt(d))
     images = np.sort(spikes)[::-1]
-    below = np.append(images[1:], 0.0)  # the next image down (0: nothing below but the bulk)
-    isolated = (images >= floor_cut + _ISLAND * s) & (images - below > 2 * _ISLAND * s)
-    j = int(np.argmin(isolated)) if not isolated.all() else images.size  # leading run of isolated images
+    j = _isolated_run(images, V, d, s)
     top = images[:j]
     if j >= r:  # every rank is an isolated spike: nothing is left for the law (the solve would be discarded)
         return unit * top[:r]
@@ -827,6 +838,7 @@ def _predict(
         # σ_1 is the top of the predicted spectrum: where σ_1(W) is the edge of W's own bulk (a dense, Gaussian-like
         # W) the spiked map, a theorem for finite rank, puts it below the edge of the free sum, which DS finds
         sigma1 = max(sigma1, float(pred[0]))
+        k_star = int(np.sum(pred > floor))  # as measured (count_above_floor): the law's bulk, not θ_c's count
     k_lo, k_hi = rank_window if rank_window is not None else (1, None)
     reason = None if pred[0] > 0 else "the predicted spectrum is all zero (no signal and no noise)"
     with jax.enable_x64(True):
@@ -880,7 +892,8 @@ def predict_quantized(
     Predicted (BGN 2012; Marchenko & Pastur 1967; Dozier & Silverstein 2007):
 
     * noise floor ``s(√V + √d)`` and detection threshold ``θ_c = s(Vd)^(1/4)``;
-    * truncation index ``k* = #{k : σ_k > θ_c}`` and ``σ̃_1 = √((σ_1² + s²V)(σ_1² + s²d))/σ_1``;
+    * truncation index ``k* = #{k : σ_k > θ_c}`` (on the DS bulk: the predicted values above the noise floor)
+      and ``σ̃_1 = √((σ_1² + s²V)(σ_1² + s²d))/σ_1``;
     * stable rank ``(Σσ_i² + V d s²)/σ̃_1²`` — exact expected energy over the predicted top value;
     * a full predicted spectrum, whose effective rank and rank-decay exponent are reported.
 
@@ -955,19 +968,52 @@ MODELS = ("auto", "additive", "additive-measured", "bussgang")
 BULKS = ("auto", "mp", "dozier-silverstein")
 
 
-def bulk_for_regime(bulk: str, regime: str) -> str:
-    """The bulk law a prediction for a result in ``regime`` uses: ``bulk`` itself, or for ``bulk="auto"`` the
-    Dozier–Silverstein law in the ``dead-zone`` regime and Marchenko–Pastur in the ``widrow`` regime.
+def choose_bulk(bulk: str, regime: str, sigma: Float[Array, " k"], V: int, d: int, noise_var: float,
+                gain: float = 1.0) -> str:
+    """The bulk law of a prediction: ``bulk`` itself, or for ``bulk="auto"`` the Dozier–Silverstein law where
+    the spiked map is not enough — in the ``dead-zone`` regime, or where the image of ``g·σ_1`` under the spiked
+    map is not an isolated outlier — and Marchenko–Pastur elsewhere.
 
-    Why: in the Widrow regime the noise is i.i.d. and MP's count of outliers is exact (median k* error 0% over
-    the verification grid) at a fraction of the cost; in the dead zone the signal pushed near the bulk by the
-    gain ``g < 1`` widens it, which only the DS law sees (on 25 dead-zone points of 2048×256 power laws, a = 0.3,
-    0.5, 1 at 2–4 bits, the sketch model's median k* error falls from 56% with MP to 9.6% with DS), at 0.05–0.15 s
-    a solve."""
+    Why: where the top image is an isolated outlier (at or above 1.5× the noise floor, more than 12s above the
+    next image: every power law of the verification grid in the Widrow regime) the two laws give the same
+    ``σ̃_1`` and stable rank, and MP's count of outliers is exact (median k* error 0% over the grid) at a fraction
+    of the cost. In the dead zone the signal pushed near the bulk by the gain ``g < 1`` widens it, which only the
+    DS law sees (on 25 dead-zone points of 2048×256 power laws, a = 0.3, 0.5, 1 at 2–4 bits, the sketch model's
+    median k* error falls from 56% with MP to 9.6% with DS). And where ``σ_1(W)`` is the edge of W's own bulk — a
+    dense, Gaussian-like weight, or a slow power law — its image crowds into a band with the next ones, the spiked
+    map (a theorem for finite rank) puts ``σ̃_1`` below the top of the free sum, and only DS finds it (Gaussian
+    512×256, 1024×512, 4096×256 at int3-tensor: stable rank 6–11% off with MP, under 2.6% with DS). A DS solve
+    costs 0.05–0.15 s.
+
+    Args:
+      bulk: "auto", "mp" or "dozier-silverstein".
+      regime: the result's regime, "widrow" or "dead-zone".
+      sigma: W's singular values, descending; V, d: its shape.
+      noise_var: the noise variance s² of the model (the residual's for the Bussgang model).
+      gain: the model's gain g (1 for the additive model).
+    """
     bulk = check_choice(bulk, "bulk", BULKS)
     if bulk != "auto":
         return bulk
-    return "dozier-silverstein" if regime == "dead-zone" else "mp"
+    if regime == "dead-zone":
+        return "dozier-silverstein"
+    V, d = _check_shape(V, d)
+    s2 = _check_var(noise_var, "noise_var", positive=False)
+    g = check_number(gain, "gain", lo=0.0)
+    if s2 == 0:
+        return "mp"  # no noise: the spectrum is W's
+    return "mp" if _top_is_spike(g * _check_spectrum(sigma, "sigma", V, d), V, d, s2) else "dozier-silverstein"
+
+
+def _top_is_spike(signal: np.ndarray, V: int, d: int, s2: float) -> bool:
+    """Whether the spiked-map image of the top ``signal`` value (descending, g·σ) is an isolated outlier
+    (:func:`_isolated_run`); True without noise or signal (then the map is exact)."""
+    top = signal[:2]
+    if s2 == 0 or top.size == 0 or top[0] == 0:
+        return True
+    with jax.enable_x64(True):
+        images = np.asarray(_spiked_map(jnp.asarray(top), float(V), float(d), jnp.float64(s2)))
+    return _isolated_run(images / math.sqrt(s2), V, d, 1.0) >= 1
 
 
 def predict_from_result(
@@ -977,7 +1023,7 @@ def predict_from_result(
     result: Any,
     *,
     model: str = "auto",
-    bulk: str = "mp",
+    bulk: str = "auto",
     rank_window: tuple[int, int | None] | None = None,
 ) -> QuantizedPrediction:
     """The spectrum of a quantized matrix predicted from the full-precision spectrum and its noise statistics.
@@ -996,8 +1042,9 @@ def predict_from_result(
     * ``"auto"`` (default) — ``additive`` in the ``widrow`` regime (or when ``g ≤ 0``, where the Bussgang
       signal vanishes), ``bussgang`` in the ``dead-zone`` regime.
 
-    The chosen model is recorded in the prediction's ``model`` field. ``bulk`` as in :func:`predict_quantized`,
-    or ``"auto"``: by the result's regime (:func:`bulk_for_regime`). Other arguments as in
+    The chosen model is recorded in the prediction's ``model`` field, the bulk law in ``bulk``. ``bulk`` as in
+    :func:`predict_quantized`, or ``"auto"`` (default): Dozier–Silverstein in the dead zone and where W's top value
+    is no isolated spike (a dense W), Marchenko–Pastur elsewhere (:func:`choose_bulk`). Other arguments as in
     :func:`predict_quantized`.
     """
     model = check_choice(model, "model", MODELS)
@@ -1005,14 +1052,15 @@ def predict_from_result(
         if not hasattr(result, name):
             raise TypeError(f"result: expected a zipfrmt.quant.QuantResult (or an object with {name}), "
                             f"got {describe(result)}")
-    bulk = bulk_for_regime(bulk, result.regime)
     if model == "auto":
         model = "additive" if result.regime == "widrow" or result.bussgang_gain <= 0 else "bussgang"
     if model == "bussgang":
-        return predict_quantized_bussgang(sigma, V, d, max(float(result.bussgang_gain), 0.0),
-                                          float(result.residual_var), bulk=bulk, rank_window=rank_window)
-    noise_var = result.noise_var_model if model == "additive" else result.noise_var_measured
-    pred = predict_quantized(sigma, V, d, float(noise_var), bulk=bulk, rank_window=rank_window)
+        g, s2 = max(float(result.bussgang_gain), 0.0), float(result.residual_var)
+        bulk = choose_bulk(bulk, result.regime, sigma, V, d, s2, g)
+        return predict_quantized_bussgang(sigma, V, d, g, s2, bulk=bulk, rank_window=rank_window)
+    noise_var = float(result.noise_var_model if model == "additive" else result.noise_var_measured)
+    bulk = choose_bulk(bulk, result.regime, sigma, V, d, noise_var)
+    pred = predict_quantized(sigma, V, d, noise_var, bulk=bulk, rank_window=rank_window)
     return dataclasses.replace(pred, model=model)
 
 
@@ -1086,6 +1134,7 @@ def predict_from_sketch(
     *,
     bulk: str = "dozier-silverstein",
     rank_window: tuple[int, int | None] | None = None,
+    base: QuantizedPrediction | None = None,
 ) -> QuantizedPrediction:
     """The spectrum of a quantized matrix from the full-precision spectrum, the noise statistics and a one-pass
     :class:`~zipfrmt.sketch.QuantSketch` of ``Q`` — the prediction that also holds in the dead zone.
@@ -1098,23 +1147,38 @@ def predict_from_sketch(
     * ``σ̃_1`` is :func:`zipfrmt.sketch.sketch_sigma1`: the spiked map read off ``Q`` along ``W``'s top pair,
       ``‖Qv_1‖·‖Qᵀu_1‖/|u_1ᵀQv_1|`` (= BGN's ``√((θ²+s²V)(θ²+s²d))/θ`` in the spiked model), kept in the
       rigorous bracket of Rayleigh quotients, row and column norms and the Schur bound (below the detection
-      threshold: the larger of that lower bound and the bulk edge);
+      threshold: the larger of that lower bound and the bulk edge); where ``σ_1(W)`` is no isolated spike (a dense
+      W, on the DS bulk) the top of ``σ(Q)`` is the edge of the free sum, not a spike's map, and ``σ̃_1`` is the
+      larger of the sketch's and the top of the DS law, capped by the Schur bound;
     * the stable rank is ``‖Q‖_F²/σ̃_1²`` with the exact energy ``‖Q‖_F²`` (a sum over the entries);
     * the rest of the spectrum is the model's (``bulk="dozier-silverstein"`` by default: the quantiles of the DS
-      law of ``g·W`` plus the residual noise; ``"auto"``: DS in the dead zone only, :func:`bulk_for_regime`;
+      law of ``g·W`` plus the residual noise; ``"auto"``: DS in the dead zone and for a dense W, :func:`choose_bulk`;
       ``"mp"``: the fastest, whose σ_1 and stable rank are the same), and the truncation index is counted on it
       as it is measured —
       ``k* = #{k : σ̃_k > s(√V + √d)}`` (:func:`count_above_floor`) — rather than by the threshold ``θ_c``, which
       misses the values a dense signal near the threshold pushes out of, or keeps inside, the bulk.
 
     Returns a :class:`QuantizedPrediction` whose ``model`` is the base model's name with ``"+sketch"``.
+    ``base``: :func:`predict_from_result` for the same arguments, when the caller has it already (``zipfrmt
+    analyze`` does: it saves a second Dozier–Silverstein solve); it must have been made with the same ``bulk``.
     Other arguments as in :func:`predict_from_result`.
     """
     if not isinstance(sketch, QuantSketch):
         raise TypeError(f"sketch: expected a zipfrmt.sketch.QuantSketch (zipfrmt.sketch.quant_sketch(Q, u1, v1)), "
                         f"got {describe(sketch)}")
-    base = predict_from_result(sigma, V, d, result, bulk=bulk, rank_window=rank_window)
+    if base is None:
+        base = predict_from_result(sigma, V, d, result, bulk=bulk, rank_window=rank_window)
+    elif not isinstance(base, QuantizedPrediction) or base.sigma.shape[0] != min(V, d):
+        raise TypeError(f"base: expected the rmt.QuantizedPrediction of predict_from_result for this {V}×{d} matrix, "
+                        f"got {describe(base)}")
+    elif bulk in ("mp", "dozier-silverstein") and base.bulk != bulk:
+        raise ValueError(f"base: expected a prediction on the bulk='{bulk}' asked for, got one on '{base.bulk}'")
     sigma1 = sketch_sigma1(sketch)
+    s_w = np.asarray(_check_spectrum(sigma, "sigma", V, d), np.float64)
+    if base.bulk == "dozier-silverstein" and not _top_is_spike(base.gain * s_w, V, d, base.noise_var):
+        # σ_1(W) is the edge of W's own bulk (a dense W): the sketch reads a spike's map off Q, and the top of
+        # σ(Q) is the edge of the free sum, the DS law's (Gaussian 1024×256 at int2-row: 23% → 1% off)
+        sigma1 = min(max(sigma1, float(np.max(np.asarray(base.sigma)))), sketch.schur)  # Schur: σ_1(Q) ≤ it
     pred = np.asarray(base.sigma, np.float64).copy()
     pred[0] = sigma1
     pred = np.sort(pred)[::-1]

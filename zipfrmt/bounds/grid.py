@@ -19,7 +19,12 @@ import zipfrmt
 from zipfrmt import embeddings, quant, rmt, sketch, spectra, sweep
 from zipfrmt.bounds.lemma import lemma_embedding, zipf_rank_exponent
 from zipfrmt.bounds.measure import MEASURE_METHOD, RIGOROUS_RTOL, f64, measure
-from zipfrmt.bounds.outliers import spectral_flattening, stable_rank_increase, truncation_index
+from zipfrmt.bounds.outliers import (
+    count_with_shuffled_residual,
+    spectral_flattening,
+    stable_rank_increase,
+    truncation_index,
+)
 from zipfrmt.bounds.perturbation import noise_floor, weyl_bounds
 from zipfrmt.checks import check_choice, check_int, check_number, describe
 from zipfrmt.quant import parse_granularity
@@ -54,10 +59,13 @@ class VerifyGrid:
       V, d, a, bits, granularity, rounding, seeds: the axes (non-empty tuples of distinct values).
       rank_window: ``(k_lo, k_hi)`` of the P5 exponent fits (``k_hi = None``: every nonzero σ); the same for
         every shape, so ``k_hi`` must not exceed any ``min(V, d)``.
-      bulk: how :func:`zipfrmt.rmt.predict_quantized` predicts the bulk, ``"mp"`` (fast) or
-        ``"dozier-silverstein"`` (about 0.2–0.5 s per point on a CPU).
+      bulk: how the additive and Bussgang rows predict the bulk (:func:`zipfrmt.rmt.predict_quantized`):
+        ``"auto"`` (what ``zipfrmt analyze`` does: DS at the dead-zone points and where σ_1 is no isolated spike,
+        :func:`zipfrmt.rmt.choose_bulk`), ``"mp"`` (fast) or ``"dozier-silverstein"`` (about 0.2–0.5 s per point
+        on a CPU).
       sketch_bulk: the bulk of the sketch model's row (:func:`zipfrmt.rmt.predict_from_sketch`, whose k* is
-        counted on it): ``"auto"`` (DS at the dead-zone points only, :func:`zipfrmt.rmt.bulk_for_regime`),
+        counted on it): ``"auto"`` (DS at the dead-zone points and where σ_1 is no isolated spike,
+        :func:`zipfrmt.rmt.choose_bulk`),
         ``"mp"`` or ``"dozier-silverstein"``.
     """
 
@@ -69,7 +77,7 @@ class VerifyGrid:
     rounding: tuple[str, ...] = ("nearest", "stochastic")
     seeds: tuple[int, ...] = (0,)
     rank_window: tuple[int, int | None] | None = None
-    bulk: str = "mp"
+    bulk: str = "auto"
     sketch_bulk: str = "auto"
 
     AXES: ClassVar[tuple[str, ...]] = ("V", "d", "a", "bits", "granularity", "rounding", "seed")
@@ -99,7 +107,7 @@ class VerifyGrid:
                 raise ValueError(f"granularity: expected a group size in [1, min(d) = {min(self.d)}], got {g!r}")
         for r in self.rounding:
             check_choice(r, "rounding", quant.ROUNDINGS)
-        check_choice(self.bulk, "bulk", ("mp", "dozier-silverstein"))
+        check_choice(self.bulk, "bulk", rmt.BULKS)
         check_choice(self.sketch_bulk, "sketch_bulk", rmt.BULKS)
         if self.rank_window is not None:
             w = self.rank_window
@@ -174,9 +182,12 @@ _VARIABLES: dict[str, tuple[str, str, str, str, str]] = {
     "weyl_tightness": ("point", "f8", "P2", "measured", "max_k |σ_k(Q) − σ_k(W)| / ‖E‖₂"),
     "fro_bound_holds": ("point", "?", "P2", "rigorous", "‖E‖₂ ≤ ‖E‖_F"),
     "apriori_bound_holds": ("point", "?", "P2", "rigorous", "‖E‖_F ≤ c‖Δ‖_F"),
-    "k_star_additive": ("point", "i8", "P3", "asymptotic", "#{σ_k > s(Vd)^(1/4)}"),
-    "k_star_bussgang": ("point", "i8", "P3", "asymptotic", "#{gσ_k > s_D(Vd)^(1/4)}"),
+    "k_star_additive": ("point", "i8", "P3", "asymptotic", "#{σ_k > s(Vd)^(1/4)} (DS bulk: #{σ̃_k > s(√V + √d)})"),
+    "k_star_bussgang": ("point", "i8", "P3", "asymptotic", "#{gσ_k > s_D(Vd)^(1/4)} (DS bulk: #{σ̃_k > s_D(√V+√d)})"),
     "k_measured": ("point", "i8", "P3", "measured", "#{σ_k(Q) > s(√V + √d)}"),
+    "k_measured_bussgang": ("point", "i8", "P3", "measured", "#{σ_k(Q) > s_D(√V + √d)}, the residual's edge"),
+    "k_measured_shuffled": ("point", "i8", "P3", "measured",
+                            "#{σ_k(gW + P(D)) > s_D(√V + √d)}, the residual's entries shuffled (a control)"),
     "k_star_sketch": ("point", "i8", "P3", "asymptotic", "#{σ̃_k > floor} on the sketch model's spectrum"),
     "k_measured_sketch": ("point", "i8", "P3", "measured", "#{σ_k(Q) > floor of the sketch model's regime}"),
     "sigma1_additive": ("point", "f8", "P4", "asymptotic", "σ̃_1, spiked map of σ_1 (additive)"),
@@ -211,8 +222,10 @@ def _point_values(
     res = quant.quantize(W, bits, granularity=kind, group_size=group, rounding=rounding, key=key)
     m = measure(W, res.dequantized, sigma_W=sW)
     g = max(m.gain, 0.0)
-    pa = rmt.predict_quantized(sW, V, d, res.noise_var_model, bulk=grid.bulk, rank_window=grid.rank_window)
-    pb = rmt.predict_quantized_bussgang(sW, V, d, g, m.residual_var, bulk=grid.bulk, rank_window=grid.rank_window)
+    bulk_a = rmt.choose_bulk(grid.bulk, res.regime, sW, V, d, res.noise_var_model)
+    bulk_b = rmt.choose_bulk(grid.bulk, res.regime, sW, V, d, m.residual_var, g)
+    pa = rmt.predict_quantized(sW, V, d, res.noise_var_model, bulk=bulk_a, rank_window=grid.rank_window)
+    pb = rmt.predict_quantized_bussgang(sW, V, d, g, m.residual_var, bulk=bulk_b, rank_window=grid.rank_window)
     nf = noise_floor(V, d, res.noise_var_model, m, result=res)
     wb = weyl_bounds(m, result=res)
     tr = truncation_index(pa, m, bussgang=pb)
@@ -239,6 +252,8 @@ def _point_values(
         "k_star_additive": tr.predicted,
         "k_star_bussgang": tr.predicted_bussgang,
         "k_measured": tr.measured,
+        "k_measured_bussgang": tr.measured_bussgang,
+        "k_measured_shuffled": count_with_shuffled_residual(W, res.dequantized, g, pb.noise_floor),
         "k_star_sketch": ps.truncation_index,
         "k_measured_sketch": rmt.count_above_floor(m.sigma_Q, ps),
         "sigma1_additive": sr.sigma1_predicted,

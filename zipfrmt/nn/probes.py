@@ -117,7 +117,7 @@ def embedding_probes(
     out["emb_k_star_measured"] = float(rmt.count_above_floor(s_q, pred))
     out["emb_stable_rank_q_predicted"] = float(pred.stable_rank)
     u1, v1 = sketch.top_singular_pair(E)
-    sk = rmt.predict_from_sketch(s_fp, *shape, q, sketch.quant_sketch(q.dequantized, u1, v1), bulk="auto")
+    sk = rmt.predict_from_sketch(s_fp, *shape, q, sketch.quant_sketch(q.dequantized, u1, v1), bulk="auto", base=pred)
     out["emb_stable_rank_q_sketch"] = float(sk.stable_rank)
     out["emb_k_star_sketch"] = float(sk.truncation_index)
     out["emb_zero_fraction_q"] = q.zero_fraction
