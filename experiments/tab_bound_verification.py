@@ -118,8 +118,8 @@ def describe(ds: Any) -> str:
         + ("" if kc is None or not kc["dead-zone_n"] else
            f"; against the same signal plus the residual's entries shuffled (gW + P(D), a control with no variance "
            f"profile and no alignment with W) it misses by {_pct(kc['dead-zone_median'])} (median; worst "
-           f"{_pct(kc['dead-zone_worst'])}): the i.i.d. law is right for an exchangeable residual, and what it "
-           f"misses on Q is where the quantizer's error sits")
+           f"{_pct(kc['dead-zone_worst'])}): for an exchangeable residual the i.i.d. law holds at the median, and "
+           f"what it misses on Q is where the quantizer's error sits")
         + ". "
         f"The stable rank rose at {inc['certified']} of {inc['points']} points and the rank exponent fell "
         f"(flattening) at {flat['certified']} of {flat['points']}."

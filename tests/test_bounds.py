@@ -549,3 +549,5 @@ def test_shuffling_the_residual_makes_the_dead_zone_k_star_what_the_iid_law_pred
     assert abs(bounds.count_with_shuffled_residual(W, Q, 1.0, edge) - direct) <= 2
     with pytest.raises(ValueError, match="Q: expected the shape of W"):
         bounds.count_with_shuffled_residual(W, Q[:10], 1.0, edge)
+    with pytest.raises(ValueError, match="edge: expected a finite number, got nan"):
+        bounds.count_with_shuffled_residual(W, Q, 1.0, float("nan"))

@@ -624,3 +624,5 @@ def test_the_auto_bulk_reads_a_dense_w_off_the_ds_law_and_keeps_mp_for_an_isolat
     assert rmt.choose_bulk("auto", "widrow", sp, 2048, 256, 0.0) == "mp"  # no noise: W's own spectrum
     with pytest.raises(ValueError, match="bulk: expected one of"):
         rmt.choose_bulk("exact", "widrow", sp, 2048, 256, 1e-4)
+    with pytest.raises(ValueError, match="regime: expected one of"):
+        rmt.choose_bulk("auto", "deadzone", sp, 2048, 256, 1e-4)

@@ -124,7 +124,7 @@ def test_a_zero_quantized_matrix_predicts_zero_with_a_reason():
     assert p.stable_rank == 0.0 and p.reason == "the quantized matrix is zero"
 
 
-def test_a_base_prediction_the_caller_has_gives_the_same_sketch_model_without_a_second_solve():
+def test_a_base_prediction_the_caller_has_gives_the_same_sketch_model_without_a_second_solve(monkeypatch):
     W = np.asarray(embeddings.power_law_matrix(jax.random.key(0), 256, 32, 0.5))
     s = np.asarray(spectra.singular_values(W), np.float64)
     sk_args = sketch.top_singular_pair(W)
@@ -133,13 +133,23 @@ def test_a_base_prediction_the_caller_has_gives_the_same_sketch_model_without_a_
         sk = sketch.quant_sketch(r.dequantized, *sk_args)
         base = rmt.predict_from_result(s, 256, 32, r)
         a = rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="auto")
-        b = rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="auto", base=base)
+        with monkeypatch.context() as m:  # given a base, no second prediction is made
+            m.setattr(rmt, "predict_from_result", lambda *a, **k: pytest.fail("predict_from_result was called"))
+            b = rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="auto", base=base)
         assert a.stable_rank == b.stable_rank and a.truncation_index == b.truncation_index
         np.testing.assert_array_equal(np.asarray(a.sigma), np.asarray(b.sigma))
-    with pytest.raises(ValueError, match="base: expected a prediction on the bulk='mp'"):
-        rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="mp", base=base)
+    with pytest.raises(ValueError, match=r"base: expected predict_from_result's prediction for this result and "
+                                         r"bulk='mp'"):
+        rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="mp", base=base)  # base is on the DS law
+    other = rmt.predict_from_result(s, 256, 32, zq.quantize(W, "int3-tensor"))
+    with pytest.raises(ValueError, match="base: expected predict_from_result's prediction"):
+        rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="auto", base=other)  # another spec's noise
+    with pytest.raises(ValueError, match="base: expected a prediction of min"):
+        rmt.predict_from_sketch(s, 256, 32, r, sk, base=rmt.predict_from_result(s[:16], 256, 16, r))
     with pytest.raises(TypeError, match="base: expected the rmt.QuantizedPrediction"):
         rmt.predict_from_sketch(s, 256, 32, r, sk, base={"sigma": s})
+    with pytest.raises(ValueError, match="bulk: expected one of"):
+        rmt.predict_from_sketch(s, 256, 32, r, sk, bulk="exact", base=base)
 
 
 @pytest.mark.parametrize(

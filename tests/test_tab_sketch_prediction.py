@@ -31,7 +31,7 @@ def test_the_sketch_predicts_the_stable_rank_on_real_text_and_trained_embeddings
     e_sketch = np.abs(tab.errors(ds, "stable_rank", "sketch"))
     assert np.all(np.isfinite(e_sketch))
     # measured (512×64, seed 0): every format and int4 within 0.05%; the dead zone's median 0.02%
-    formats = real & ~np.char.startswith(ds["spec"].values.astype(str), "int2")
+    formats = (matrix != "gaussian") & ~np.char.startswith(ds["spec"].values.astype(str), "int2")
     assert e_sketch[formats].max() < 0.005
     dead = real & (regime == "dead-zone")
     assert dead.sum() >= 3 and np.median(e_sketch[dead]) < 0.01

@@ -41,7 +41,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Complex, Float, Int
 
 from zipfrmt.checks import check_choice, check_float_array, check_int, check_number, describe
-from zipfrmt.sketch import QuantSketch, sketch_sigma1
+from zipfrmt.sketch import QuantSketch, sigma1_bracket, sketch_sigma1
 from zipfrmt.spectra import RankDecayFit, effective_rank, rank_decay_exponent
 
 __all__ = [
@@ -717,7 +717,8 @@ class QuantizedPrediction:
       truncation_index: ``k* = #{k : g·σ_k > θ_c}``, the signal values that survive as outliers; on the DS bulk,
         counted as it is measured, ``#{k : σ̃_k > s(√V + √d)}`` on the predicted spectrum (a signal near the
         threshold widens the bulk, which the count by ``θ_c`` misses: on the dead-zone points of the verification
-        grid, the Bussgang model's k* miss falls from a median 74% by ``θ_c`` to about 12% by the count).
+        grid the Bussgang model's k*, counted so and compared with the count above its own floor, misses by a
+        median 12%; by ``θ_c`` on the MP bulk, against the additive model's floor, it missed by 74%).
       sigma1: ``σ̃_1``, the spiked map of ``g·σ_1`` (the bulk edge when below threshold); on the DS bulk, the larger
         of that and the top of the predicted spectrum (a dense W, whose σ_1 is its own bulk's edge, is no spike:
         512×256 Gaussian at int3-tensor-stochastic, stable rank 15% off with the map, 1.3% with DS).
@@ -982,8 +983,8 @@ def choose_bulk(bulk: str, regime: str, sigma: Float[Array, " k"], V: int, d: in
     median k* error falls from 56% with MP to 9.6% with DS). And where ``σ_1(W)`` is the edge of W's own bulk — a
     dense, Gaussian-like weight, or a slow power law — its image crowds into a band with the next ones, the spiked
     map (a theorem for finite rank) puts ``σ̃_1`` below the top of the free sum, and only DS finds it (Gaussian
-    512×256, 1024×512, 4096×256 at int3-tensor: stable rank 6–11% off with MP, under 2.6% with DS). A DS solve
-    costs 0.05–0.15 s.
+    512×256, 1024×512, 4096×256 at int3-tensor: stable rank 6–11% off with MP, 10–17% with stochastic rounding,
+    19–30% at int2-row; under 3.2% with DS). A DS solve costs 0.05–0.15 s.
 
     Args:
       bulk: "auto", "mp" or "dozier-silverstein".
@@ -993,6 +994,7 @@ def choose_bulk(bulk: str, regime: str, sigma: Float[Array, " k"], V: int, d: in
       gain: the model's gain g (1 for the additive model).
     """
     bulk = check_choice(bulk, "bulk", BULKS)
+    regime = check_choice(regime, "regime", ("widrow", "dead-zone"))
     if bulk != "auto":
         return bulk
     if regime == "dead-zone":
@@ -1048,20 +1050,34 @@ def predict_from_result(
     :func:`predict_quantized`.
     """
     model = check_choice(model, "model", MODELS)
+    _check_result(result)
+    if model == "auto":
+        model = _auto_model(result)
+    g, s2 = _model_noise(result, model)
+    bulk = choose_bulk(bulk, result.regime, sigma, V, d, s2, g)
+    if model == "bussgang":
+        return predict_quantized_bussgang(sigma, V, d, g, s2, bulk=bulk, rank_window=rank_window)
+    pred = predict_quantized(sigma, V, d, s2, bulk=bulk, rank_window=rank_window)
+    return dataclasses.replace(pred, model=model)
+
+
+def _check_result(result: Any) -> None:
     for name in ("regime", "noise_var_model", "noise_var_measured", "bussgang_gain", "residual_var"):
         if not hasattr(result, name):
             raise TypeError(f"result: expected a zipfrmt.quant.QuantResult (or an object with {name}), "
                             f"got {describe(result)}")
-    if model == "auto":
-        model = "additive" if result.regime == "widrow" or result.bussgang_gain <= 0 else "bussgang"
+
+
+def _auto_model(result: Any) -> str:
+    """``additive`` in the Widrow regime (or where ``g ≤ 0``: no Bussgang signal), ``bussgang`` in the dead zone."""
+    return "additive" if result.regime == "widrow" or result.bussgang_gain <= 0 else "bussgang"
+
+
+def _model_noise(result: Any, model: str) -> tuple[float, float]:
+    """The gain g and noise variance s² that ``model`` reads off a result."""
     if model == "bussgang":
-        g, s2 = max(float(result.bussgang_gain), 0.0), float(result.residual_var)
-        bulk = choose_bulk(bulk, result.regime, sigma, V, d, s2, g)
-        return predict_quantized_bussgang(sigma, V, d, g, s2, bulk=bulk, rank_window=rank_window)
-    noise_var = float(result.noise_var_model if model == "additive" else result.noise_var_measured)
-    bulk = choose_bulk(bulk, result.regime, sigma, V, d, noise_var)
-    pred = predict_quantized(sigma, V, d, noise_var, bulk=bulk, rank_window=rank_window)
-    return dataclasses.replace(pred, model=model)
+        return max(float(result.bussgang_gain), 0.0), float(result.residual_var)
+    return 1.0, float(result.noise_var_model if model == "additive" else result.noise_var_measured)
 
 
 def _entry_variances(result: Any, V: int, d: int) -> np.ndarray:
@@ -1149,7 +1165,7 @@ def predict_from_sketch(
       rigorous bracket of Rayleigh quotients, row and column norms and the Schur bound (below the detection
       threshold: the larger of that lower bound and the bulk edge); where ``σ_1(W)`` is no isolated spike (a dense
       W, on the DS bulk) the top of ``σ(Q)`` is the edge of the free sum, not a spike's map, and ``σ̃_1`` is the
-      larger of the sketch's and the top of the DS law, capped by the Schur bound;
+      larger of the sketch's value and the top of the DS law, under the Schur bound;
     * the stable rank is ``‖Q‖_F²/σ̃_1²`` with the exact energy ``‖Q‖_F²`` (a sum over the entries);
     * the rest of the spectrum is the model's (``bulk="dozier-silverstein"`` by default: the quantiles of the DS
       law of ``g·W`` plus the residual noise; ``"auto"``: DS in the dead zone and for a dense W, :func:`choose_bulk`;
@@ -1159,26 +1175,27 @@ def predict_from_sketch(
       misses the values a dense signal near the threshold pushes out of, or keeps inside, the bulk.
 
     Returns a :class:`QuantizedPrediction` whose ``model`` is the base model's name with ``"+sketch"``.
-    ``base``: :func:`predict_from_result` for the same arguments, when the caller has it already (``zipfrmt
-    analyze`` does: it saves a second Dozier–Silverstein solve); it must have been made with the same ``bulk``.
+    ``base``: :func:`predict_from_result` for the same arguments (``sigma``, ``result``, ``bulk`` and
+    ``rank_window``), when the caller has it already (``zipfrmt analyze`` does: it saves a second
+    Dozier–Silverstein solve); one with another model, gain, noise variance or bulk law is an error.
     Other arguments as in :func:`predict_from_result`.
     """
     if not isinstance(sketch, QuantSketch):
         raise TypeError(f"sketch: expected a zipfrmt.sketch.QuantSketch (zipfrmt.sketch.quant_sketch(Q, u1, v1)), "
                         f"got {describe(sketch)}")
+    bulk = check_choice(bulk, "bulk", BULKS)
     if base is None:
         base = predict_from_result(sigma, V, d, result, bulk=bulk, rank_window=rank_window)
-    elif not isinstance(base, QuantizedPrediction) or base.sigma.shape[0] != min(V, d):
-        raise TypeError(f"base: expected the rmt.QuantizedPrediction of predict_from_result for this {V}×{d} matrix, "
-                        f"got {describe(base)}")
-    elif bulk in ("mp", "dozier-silverstein") and base.bulk != bulk:
-        raise ValueError(f"base: expected a prediction on the bulk='{bulk}' asked for, got one on '{base.bulk}'")
+    else:
+        _check_base(base, sigma, V, d, result, bulk)
     sigma1 = sketch_sigma1(sketch)
     s_w = np.asarray(_check_spectrum(sigma, "sigma", V, d), np.float64)
     if base.bulk == "dozier-silverstein" and not _top_is_spike(base.gain * s_w, V, d, base.noise_var):
-        # σ_1(W) is the edge of W's own bulk (a dense W): the sketch reads a spike's map off Q, and the top of
-        # σ(Q) is the edge of the free sum, the DS law's (Gaussian 1024×256 at int2-row: 23% → 1% off)
-        sigma1 = min(max(sigma1, float(np.max(np.asarray(base.sigma)))), sketch.schur)  # Schur: σ_1(Q) ≤ it
+        # σ_1(W) may be the edge of W's own bulk (a dense W): the sketch reads a spike's map off Q, which puts it
+        # too low, and the top of σ(Q) is the edge of the free sum, the DS law's (Gaussian 1024×256 at int2-row:
+        # 23% → 1% off). The larger of the two, under the sketch's rigorous upper bound: where the sketch is the
+        # higher (a sparse residual's heavy rows), it is kept.
+        sigma1 = min(max(sigma1, float(np.max(np.asarray(base.sigma)))), sigma1_bracket(sketch)[1])
     pred = np.asarray(base.sigma, np.float64).copy()
     pred[0] = sigma1
     pred = np.sort(pred)[::-1]
@@ -1191,6 +1208,24 @@ def predict_from_sketch(
         stable_rank=sketch.energy / sigma1**2 if sigma1 > 0 else 0.0, effective_rank=eff,
         decay=rank_decay_exponent(pred, k_lo, k_hi), model=f"{base.model}+sketch",
         reason=None if sigma1 > 0 else "the quantized matrix is zero")
+
+
+def _check_base(base: Any, sigma: Any, V: int, d: int, result: Any, bulk: str) -> None:
+    """``base`` must be what ``predict_from_result(sigma, V, d, result, bulk=bulk)`` returns: its model, gain, noise
+    variance and bulk law, for min(V, d) values."""
+    if not isinstance(base, QuantizedPrediction):
+        raise TypeError(f"base: expected the rmt.QuantizedPrediction of predict_from_result, got {describe(base)}")
+    _check_result(result)
+    if base.sigma.shape[0] != min(V, d):
+        raise ValueError(f"base: expected a prediction of min(V, d) = {min(V, d)} values for this {V}×{d} matrix, got "
+                         f"{base.sigma.shape[0]}")
+    model = _auto_model(result)
+    g, s2 = _model_noise(result, model)
+    want = (model, g, s2, choose_bulk(bulk, result.regime, sigma, V, d, s2, g))
+    got = (base.model, base.gain, base.noise_var, base.bulk)
+    if got != want:
+        raise ValueError(f"base: expected predict_from_result's prediction for this result and bulk={bulk!r} (model, "
+                         f"gain, noise variance, bulk law = {want}), got {got}")
 
 
 def count_above_floor(sigma_q: Float[Array, " r"], prediction: QuantizedPrediction) -> int:

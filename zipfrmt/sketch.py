@@ -34,7 +34,7 @@ from jaxtyping import Array, Float
 from zipfrmt import spectra
 from zipfrmt.checks import check_float_array, check_int, check_matrix, describe, host_view, max_abs
 
-__all__ = ["QuantSketch", "quant_sketch", "sketch_sigma1", "top_singular_pair"]
+__all__ = ["QuantSketch", "quant_sketch", "sigma1_bracket", "sketch_sigma1", "top_singular_pair"]
 
 
 class QuantSketch(NamedTuple):
@@ -165,6 +165,15 @@ def quant_sketch(
                        energy * scale * scale, V, d)
 
 
+def sigma1_bracket(sk: QuantSketch) -> tuple[float, float]:
+    """The rigorous bracket ``lo ≤ σ_1(Q) ≤ hi`` a sketch holds: ``lo = max(‖Qv_1‖, ‖Qᵀu_1‖, max row norm, max
+    column norm)`` (Rayleigh quotients of unit vectors), ``hi`` the Schur bound
+    ``√(max_i Σ_j |q_ij| · max_j Σ_i |q_ij|)``."""
+    if not isinstance(sk, QuantSketch):
+        raise TypeError(f"sk: expected a zipfrmt.sketch.QuantSketch, got {describe(sk)}")
+    return max(sk.q_v1, sk.qt_u1, sk.row_max, sk.col_max), sk.schur
+
+
 def sketch_sigma1(sk: QuantSketch) -> float:
     """The predicted ``σ_1(Q)`` from a sketch (module docstring).
 
@@ -177,9 +186,7 @@ def sketch_sigma1(sk: QuantSketch) -> float:
       embedding, where 99.9% of the entries round to zero): the spiked model does not describe ``Q``, and the
       prediction is the larger of ``lo`` and the bulk edge ``s(√V + √d)``, capped by the Schur bound.
     """
-    if not isinstance(sk, QuantSketch):
-        raise TypeError(f"sk: expected a zipfrmt.sketch.QuantSketch, got {describe(sk)}")
-    lo = max(sk.q_v1, sk.qt_u1, sk.row_max, sk.col_max)
+    lo, _ = sigma1_bracket(sk)
     theta = sk.u1_q_v1
     s = math.sqrt(max(sk.energy - theta**2, 0.0) / max(sk.V * sk.d, 1))
     if theta > s * (sk.V * sk.d) ** 0.25 and theta > 0:

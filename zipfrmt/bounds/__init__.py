@@ -22,7 +22,8 @@ variance ``s² = noise_var``, ``r = min(V, d)``):
   (:func:`noise_floor`); rigorous — ``|σ_k(Q) − σ_k(W)| ≤ ‖E‖₂ ≤ ‖E‖_F ≤ c‖Δ‖_F`` for every k (Weyl; c = ½ for
   round-to-nearest, 1 for stochastic rounding, no clipping) (:func:`weyl_bounds`).
 * **P3** (truncation index; asymptotic): ``k* = #{k : σ_k > s(Vd)^(1/4)}`` signal values survive as outliers
-  (BGN); observed as the number of ``σ_k(Q)`` above the edge ``s(√V + √d)`` (:func:`truncation_index`); the
+  (BGN; on the Dozier–Silverstein bulk, the predicted values above the edge); observed as the number of
+  ``σ_k(Q)`` above the edge ``s(√V + √d)`` (:func:`truncation_index`); the
   control :func:`count_with_shuffled_residual` counts the same on ``gW`` plus the residual's entries shuffled.
 * **P4** (stable rank): asymptotic — ``r_s(Q) ≈ (Σσ_i² + V d s²)/σ̃_1²``, σ̃_1 the spiked map of σ_1 (for
   a finite-rank signal and noise independent of it: it does not say the stable rank rises for every W);

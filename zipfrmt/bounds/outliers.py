@@ -11,7 +11,7 @@ import numpy as np
 
 from zipfrmt import rmt, spectra
 from zipfrmt.bounds.measure import RIGOROUS_RTOL, Measured, rel_error
-from zipfrmt.checks import describe
+from zipfrmt.checks import check_number, describe
 
 __all__ = ["FlatteningCheck", "StableRankCheck", "TruncationCheck", "count_with_shuffled_residual",
            "spectral_flattening", "stable_rank_increase", "truncation_index"]
@@ -45,8 +45,10 @@ class TruncationCheck:
     """P3: how many signal singular values survive the noise floor.
 
     Attributes:
-      predicted: ``k* = #{k : σ_k > s(Vd)^(1/4)}`` (additive model).
-      predicted_bussgang: the same for the Bussgang model (``g σ_k`` against the residual's threshold), or None.
+      predicted: ``k* = #{k : σ_k > s(Vd)^(1/4)}`` (additive model; on the Dozier–Silverstein bulk, the predicted
+        values above ``s(√V + √d)``: the prediction's ``truncation_index``).
+      predicted_bussgang: the same for the Bussgang model (``g σ_k`` against the residual's threshold, or its DS
+        count above the residual's edge), or None.
       measured: ``#{k : σ_k(Q) > s(√V + √d)}`` (None without a measurement).
       edge: the edge ``s(√V + √d)`` the measured values are counted against.
       threshold: ``s(Vd)^(1/4)``.
@@ -81,7 +83,9 @@ def truncation_index(
     Bussgang), a fixed number of signal values above the threshold as V, d → ∞. Claim: a signal value σ_k
     separates from the bulk iff ``σ_k > θ_c = s(Vd)^(1/4)``, so ``k* = #{k : σ_k > θ_c}`` values of a
     power-law tail survive at b bits and the rest are truncated into the noise floor. The observable is the
-    number of quantized singular values above the edge ``s(√V + √d)`` (the image of θ_c under the spiked map).
+    number of quantized singular values above the edge ``s(√V + √d)`` (the image of θ_c under the spiked map). A
+    prediction on the Dozier–Silverstein bulk counts its own predicted values above that edge instead, which sees
+    the values a dense signal near θ_c keeps inside or pushes out of the bulk.
     Caveat: values near θ_c emerge only O(n^(−2/3)) above the edge, within its fluctuations, and the
     sub-threshold signal widens the bulk (Dozier & Silverstein), so the count is noisy by a few ranks.
 
@@ -116,8 +120,12 @@ def count_with_shuffled_residual(W: Any, Q: Any, gain: float, edge: float, seed:
     ``seed`` fixes the permutation.
     """
     W, Q = np.asarray(W, np.float64), np.asarray(Q, np.float64)
-    if Q.shape != W.shape or W.ndim != 2:
-        raise ValueError(f"Q: expected the shape of W, a V×d matrix {W.shape}, got {Q.shape}")
+    if W.ndim != 2:
+        raise ValueError(f"W: expected a V×d matrix, got shape {W.shape}")
+    if Q.shape != W.shape:
+        raise ValueError(f"Q: expected the shape of W, {W.shape}, got {Q.shape}")
+    gain = check_number(gain, "gain")
+    edge = check_number(edge, "edge", lo=0.0)
     D = Q - gain * W
     shuffled = np.random.default_rng(seed).permutation(D.ravel()).reshape(D.shape)
     s = np.asarray(spectra.singular_values(gain * W + shuffled, method="gram64"), np.float64)
@@ -165,7 +173,6 @@ class StableRankCheck:
     increase_certified: bool | None = None
     rel_error: float | None = None
     rel_error_bussgang: float | None = None
-    measured_bussgang: int | None = None
 
 
 def stable_rank_increase(
@@ -263,7 +270,6 @@ class FlatteningCheck:
     flattened_measured: bool | None = None
     rel_error: float | None = None
     rel_error_bussgang: float | None = None
-    measured_bussgang: int | None = None
 
 
 def spectral_flattening(
