@@ -67,6 +67,7 @@ def _predicted(pred: rmt.QuantizedPrediction) -> dict[str, Any]:
         "noise_var": float(pred.noise_var),
         "gain": float(pred.gain),
         "model": pred.model,
+        "bulk": pred.bulk,
     }
 
 
@@ -101,7 +102,8 @@ def _predict_sketched(s_fp: np.ndarray, shape: tuple[int, int], result: Any, Q: 
                       pair: tuple[np.ndarray, np.ndarray] | None, bulk: str = "auto",
                       pred: rmt.QuantizedPrediction | None = None) -> rmt.QuantizedPrediction:
     """:func:`zipfrmt.rmt.predict_from_sketch` for ``Q``, with W's top singular pair (None: W is zero); ``pred``,
-    :func:`zipfrmt.rmt.predict_from_result`'s prediction on the default bulk, is reused for ``bulk="auto"``."""
+    :func:`zipfrmt.rmt.predict_from_result`'s prediction on the ``"auto"`` bulk or None, is reused for
+    ``bulk="auto"``."""
     sk = sketch.quant_sketch(Q, *pair) if pair is not None else sketch.QuantSketch(0, 0, 0, 0, 0, 0, 0, *shape)
     return rmt.predict_from_sketch(s_fp, *shape, result, sk, bulk=bulk, base=pred if bulk == "auto" else None)
 
@@ -134,6 +136,7 @@ def analyze_matrix(
     keep_spectra: bool = False,
     progress: Callable[[QuantSpec], None] | None = None,
     sketch_bulk: str = "auto",
+    bulk: str = "auto",
 ) -> dict[str, Any]:
     """Spectral analysis of ``W`` at full precision and at each quantization spec.
 
@@ -157,7 +160,11 @@ def analyze_matrix(
     where its count follows a truncated tail, and for a dense W, whose σ_1 is no isolated spike; Marchenko–Pastur
     elsewhere, where MP's count is exact — :func:`zipfrmt.rmt.choose_bulk`, which ``"predicted"`` uses too),
     ``"mp"`` (the fastest) or ``"dozier-silverstein"`` for every spec
-    (a solve of the DS law: about 0.05 s at d = 256, 0.15 s at d = 1024 on 2 CPU cores).
+    (a solve of the DS law on 2 CPU cores: about 0.05 s at 4096×256, 0.4 s at 65,536×640 or 16,384×1024).
+    ``bulk`` is the bulk law of ``"predicted"`` (:func:`zipfrmt.rmt.predict_from_result`), ``"auto"`` by default;
+    ``"mp"`` keeps the spiked map for σ_1 everywhere, which misses a dense W's (a Gaussian weight: stable rank
+    6–30% off at 2–3 bits) but skips the DS solves: on a 65,536×640 Gaussian at the 20 default specs ``"auto"``
+    takes 1.7× the time of ``"mp"``; on a matrix with a spiked top and no dead-zone spec the two are the same.
 
     ``"spec"`` is the spec's canonical text. With ``keep_spectra``, the singular values themselves are added
     under ``"spectra"``: ``{"fp": σ(W), "quantized": [σ(Q) per spec], "predicted": [predicted σ per spec]}``
@@ -168,6 +175,7 @@ def analyze_matrix(
     shape = (int(W.shape[0]), int(W.shape[1]))
     specs = check_specs(specs, shape, name)
     sketch_bulk = check_choice(sketch_bulk, "sketch_bulk", rmt.BULKS)
+    bulk = check_choice(bulk, "bulk", rmt.BULKS)
     W = as_float32_device(W)  # one copy on the device, shared by every spec (a memmap is read once)
     s_fp = np.asarray(spectra.singular_values(W), np.float64)
     fp = spectra.summarize_spectrum(s_fp, shape)
@@ -179,12 +187,13 @@ def analyze_matrix(
             progress(spec)
         q = quant.quantize(W, spec, key=jax.random.fold_in(base_key, i))
         s_q = np.asarray(spectra.singular_values(q.dequantized), np.float64)
-        pred = rmt.predict_from_result(s_fp, *shape, q)
+        pred = rmt.predict_from_result(s_fp, *shape, q, bulk=bulk)
         spectra_q.append(s_q)
         spectra_pred.append(np.asarray(pred.sigma, np.float64))
         head = {"spec": spec.label, "format": spec.format, "bits": spec.bits,
                 "granularity": spec.granularity_label, "rounding": spec.rounding}
-        sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair, sketch_bulk, pred)
+        sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair, sketch_bulk,
+                                     pred if bulk == sketch_bulk else None)
         rows.append(_quantized_row(head, s_q, shape, q.stats(), pred, sketched))
         del q  # Q(W) is let go before the next spec's is made: W and one Q at a time
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
