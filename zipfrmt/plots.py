@@ -584,7 +584,7 @@ def noise_floor(ds: Any, path: str | Path) -> list[Path]:
         bx.set_xlim(lo, hi)
         bx.set_ylim(lo, hi)
         bx.set_aspect("equal")
-        bx.set_xlabel(r"predicted $k^* = \#\{k: g\sigma_k > \theta_c\}$")
+        bx.set_xlabel(r"predicted $k^* = \#\{k: g\sigma_k > \theta_c\}$ (dead zone: DS count)")
         bx.set_ylabel(r"measured $k^* = \#\{k: \sigma_k(Q) > s(\sqrt{V}+\sqrt{d})\}$")
         bx.set_title("(b) truncation index", loc="left")
         seen = list(dict.fromkeys(grans))
