@@ -133,7 +133,9 @@ def measure_setting(W: Any, point: dict[str, Any], sketch_bulk: str = "dozier-si
     predicted spectrum of that model, the additive (Widrow) prediction at every point, whatever the regime, and
     the sketch model's (:func:`zipfrmt.rmt.predict_from_sketch`: ``σ_1`` from one pass over ``Q``, ``k*``
     counted on the Dozier–Silverstein spectrum) as ``*_sketch`` (with ``sketch_bulk="mp"``, for a figure that
-    reads only its stable rank, ``k_sketch`` is left out).
+    reads only its stable rank, ``k_sketch`` is left out), and at dead-zone points the residual-profile law's
+    (:func:`zipfrmt.variance_profile.predict_with_residual_profile`) as ``k_profile``, ``stable_rank_profile``
+    (NaN at Widrow points).
     Stochastic rounding draws its key from a hash of the point, so the result is a pure function of it.
     Returns a dataset with scalar variables and the spectra along ``rank``.
     """
@@ -143,7 +145,7 @@ def measure_setting(W: Any, point: dict[str, Any], sketch_bulk: str = "dozier-si
     gran, size = parse_granularity(point["granularity"])
     spec = QuantSpec(bits=int(point["bits"]), granularity=gran, group_size=size, rounding=point["rounding"])
     seed = zlib.crc32(sweep.config_json(point).encode()) & 0x7FFFFFFF
-    rep = analyze.analyze_matrix(W, [spec], seed=seed, keep_spectra=True, sketch_bulk=sketch_bulk)
+    rep = analyze.analyze_matrix(W, [spec], seed=seed, keep_spectra=True, sketch_bulk=sketch_bulk, profile=True)
     row, fp = rep["quantized"][0], rep["fp"]
     s_fp = rep["spectra"]["fp"]
     s_q = rep["spectra"]["quantized"][0]
@@ -182,6 +184,9 @@ def measure_setting(W: Any, point: dict[str, Any], sketch_bulk: str = "dozier-si
     }
     if sketch_bulk == "dozier-silverstein":
         scalars["k_sketch"] = ps["truncation_index"]
+    pp = row.get("predicted_profile")  # dead-zone points: the residual-profile law (zipfrmt.variance_profile)
+    scalars["k_profile"] = math.nan if pp is None else float(pp["truncation_index"])
+    scalars["stable_rank_profile"] = math.nan if pp is None else pp["stable_rank"]
     rank = np.arange(1, s_fp.size + 1)
     data = {k: ((), v) for k, v in scalars.items()}
     data["sigma_fp"] = (("rank",), np.asarray(s_fp, np.float64))
@@ -288,19 +293,55 @@ def describe(ds: Any) -> str:
                       f"{str(w['regime'].values)}): predicted {int(w['k_predicted'])}, "
                       f"measured {int(w['k_measured'])}.")
     n_full = int((~truncated).sum())
-    dz_cmp = ""
-    if len(medians) == 2:
-        dz_cmp = ("; in the dead zone it is worse still" if medians["dead-zone"] > medians["widrow"]
-                  else "; in the dead zone the Bussgang model does no worse")
     return (
         f"For the {V}×{d} matrix with σ_k = k^(−{a:g}), {gran} round-to-nearest quantization at {bits} bits leaves "
         f"k* = {k_meas} of its {r} singular values above the noise floor; the random-matrix prediction from the "
         f"full-precision spectrum alone is k* = {k_pred}{dz_text}. Over all {int(k_m.size)} settings, {n_full} "
         f"truncate nothing (measured and predicted); where the tail is truncated, the predicted k* misses the "
-        f"measured by {summary}{worst_text} So the truncation index is predicted only roughly: singular values "
-        f"just above θ_c emerge only slightly above the bulk edge, within its finite-size fluctuations, so the "
-        f"prediction says where the tail is cut, not an exact count{dz_cmp}.{_sketch_text(ds, truncated)}"
+        f"measured by {summary}{worst_text}{_widrow_text(ds, truncated, regime, medians)}"
+        f"{_dead_zone_text(medians)}{_profile_text(ds, truncated, regime)}{_sketch_text(ds, truncated)}"
     )
+
+
+def _widrow_text(ds: Any, truncated: np.ndarray, regime: np.ndarray, medians: dict[str, float]) -> str:
+    """The Widrow-regime count against the count by θ_c (the spiked map, ``k_additive``), which it replaces where
+    the tail is cut near θ_c."""
+    if "widrow" not in medians:
+        return ""
+    m = truncated & (regime == "widrow")
+    k_m, k_a = _values(ds, "k_measured").astype(float), _values(ds, "k_additive").astype(float)
+    err_a = float(np.median(np.abs(k_a[m] - k_m[m]) / np.maximum(k_m[m], 1)))
+    verdict = "within" if medians["widrow"] <= 0.10 else "outside"
+    return (f" In the Widrow regime the count is {verdict} the 10% aim: where the tail is cut near θ_c the values "
+            f"there crowd into a band with the bulk and do not map one by one, so k* is counted on the "
+            f"Dozier–Silverstein law, as it is measured (counted by θ_c, the spiked map's count, it misses by a "
+            f"median {_pct(err_a)} at the same settings).")
+
+
+def _dead_zone_text(medians: dict[str, float]) -> str:
+    if "dead-zone" not in medians:
+        return ""
+    if medians["dead-zone"] <= 0.10:
+        return " In the dead zone the Bussgang model's count is within the 10% aim too."
+    return (" In the dead zone the Bussgang model's count is not within the 10% aim: the residual Q − gW is "
+            "neither i.i.d. nor independent of W — its error sits where the large entries are (a variance profile "
+            "along W's heavy rows and columns), which a law with one noise variance does not see.")
+
+
+def _profile_text(ds: Any, truncated: np.ndarray, regime: np.ndarray) -> str:
+    """The residual-profile law's dead-zone count (``k_profile``, crosses "+" in panel b) against the measured."""
+    if "k_profile" not in ds:
+        return ""
+    m = truncated & (regime == "dead-zone")
+    k_m, k_r = _values(ds, "k_measured").astype(float), _values(ds, "k_profile").astype(float)
+    m &= np.isfinite(k_r)
+    if not m.any():
+        return ""
+    err = np.abs(k_r[m] - k_m[m]) / np.maximum(k_m[m], 1)
+    aim = "within" if np.median(err) <= 0.10 else "outside"
+    return (f" With the residual's row and column variances (the residual-profile law, crosses “+” in panel b) the "
+            f"dead-zone count misses by a median {_pct(float(np.median(err)))} (worst {_pct(float(err.max()))}), "
+            f"{aim} the 10% aim.")
 
 
 def _sketch_text(ds: Any, truncated: np.ndarray) -> str:

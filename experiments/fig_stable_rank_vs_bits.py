@@ -172,4 +172,10 @@ def describe(ds: Any) -> str:
                 parts.append(f"{_pct(med)} (worst {_pct(worst)}) over the {n} {label} settings")
         text += (" The sketch model (dotted: σ_1(Q) from one pass over Q along W's top singular pair, the stable "
                  f"rank from ‖Q‖_F²) misses the stable rank by a median {' and '.join(parts)}.")
+    if "stable_rank_profile" in ds:
+        n, med, worst = _stat(relative_errors(ds, "stable_rank", "profile"), dead)
+        if n:
+            text += (" From the spectrum and the residual's row and column variances alone, with no sketch (the "
+                     "residual-profile law, crosses “+”), it is missed by a median "
+                     f"{_pct(med)} (worst {_pct(worst)}) over the {n} dead-zone settings.")
     return text

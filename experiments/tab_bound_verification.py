@@ -79,9 +79,24 @@ def _bulk_text(ds: Any, key: str = "sketch_bulk") -> str:
     """Which law a row's k* was counted on (``key``: the grid's ``sketch_bulk`` or ``bulk``), from the grid stored
     with the results (older results without the key: MP)."""
     bulk = json.loads(ds.attrs["grid"]).get(key, "mp")
-    return {"auto": "Dozier–Silverstein law at the dead-zone points (Marchenko–Pastur in the Widrow regime, where "
-                    "σ_1 is an isolated spike)",
+    return {"auto": "Dozier–Silverstein law at the dead-zone points and where the tail is cut near θ_c "
+                    "(Marchenko–Pastur elsewhere, where σ_1 is an isolated spike and MP's count is exact)",
             "mp": "Marchenko–Pastur bulk", "dozier-silverstein": "Dozier–Silverstein law"}[bulk]
+
+
+def _profile_text(rows: list[dict[str, Any]]) -> str:
+    """The residual-profile model's dead-zone row (results stored before it existed: nothing)."""
+    kp = next((r for r in rows if r["quantity"] == "truncation index k*" and r["model"] == "bussgang-profile"), None)
+    sp = next((r for r in rows if r["quantity"] == "stable rank r_s(Q)" and r["model"] == "bussgang-profile"), None)
+    if kp is None or sp is None or not kp["dead-zone_n"]:
+        return ""
+    aim = "within" if kp["dead-zone_median"] <= 0.10 else "outside"
+    return (f"With the residual's row and column variances as well (`variance_profile.predict_with_residual_profile`: "
+            f"a separable variance profile for D, the law of Hachem, Loubaton & Najim), the dead-zone k* misses by "
+            f"{_pct(kp['dead-zone_median'])} (median over {kp['dead-zone_n']} points, {aim} the 10% aim; worst "
+            f"{_pct(kp['dead-zone_worst'])}, where a dominant rank-one W is rounded to nearest and the residual is "
+            f"structured, not noise) and the stable rank by {_pct(sp['dead-zone_median'])} (worst "
+            f"{_pct(sp['dead-zone_worst'])}). ")
 
 
 def describe(ds: Any) -> str:
@@ -120,7 +135,7 @@ def describe(ds: Any) -> str:
            f"profile and no alignment with W) it misses by {_pct(kc['dead-zone_median'])} (median; worst "
            f"{_pct(kc['dead-zone_worst'])}): for an exchangeable residual the i.i.d. law holds at the median, and "
            f"what it misses on Q is where the quantizer's error sits")
-        + ". "
+        + ". " + _profile_text(rows) +
         f"The stable rank rose at {inc['certified']} of {inc['points']} points and the rank exponent fell "
         f"(flattening) at {flat['certified']} of {flat['points']}."
     )

@@ -38,7 +38,8 @@ NAME = "tab_sketch_prediction"
 KIND = "table"
 CAPTION = ("The stable rank and truncation index of quantized real-text (PPMI–SVD), trained, dense Gaussian and "
            "power-law matrices at every format, measured beside the regime's model (additive or Bussgang, from the "
-           "full-precision spectrum) and the sketch model (σ_1 from one pass over Q): relative errors in %.")
+           "full-precision spectrum), the sketch model (σ_1 from one pass over Q) and, at dead-zone points, the "
+           "residual-profile law (the residual's row and column variances): relative errors in %.")
 
 #: The texts in ``data/`` a PPMI–SVD embedding is built from (those the training experiments use), and the one
 #: the embedding-bag model trains on.
@@ -188,7 +189,7 @@ def _point(W: np.ndarray, prep: dict[str, Any], spec: str) -> Any:
     import jax
     import xarray as xr
 
-    from zipfrmt import quant, rmt, sketch, spectra
+    from zipfrmt import quant, rmt, sketch, spectra, variance_profile
 
     V, d = W.shape
     s_fp = prep["sigma"]
@@ -196,6 +197,10 @@ def _point(W: np.ndarray, prep: dict[str, Any], spec: str) -> Any:
     s_q = np.asarray(spectra.singular_values(q.dequantized), np.float64)
     pred = rmt.predict_from_result(s_fp, V, d, q)
     sk = rmt.predict_from_sketch(s_fp, V, d, q, sketch.quant_sketch(q.dequantized, *prep["pair"]))
+    pp = None  # the residual-profile law, at dead-zone points (zipfrmt.variance_profile)
+    if q.regime == "dead-zone":
+        prof = variance_profile.residual_profile(W, q.dequantized, q.bussgang_gain)
+        pp = variance_profile.predict_with_residual_profile(s_fp, V, d, prof)
     data = {
         "regime": q.regime,
         "model": pred.model,
@@ -210,6 +215,8 @@ def _point(W: np.ndarray, prep: dict[str, Any], spec: str) -> Any:
         "k_measured": rmt.count_above_floor(s_q, pred),  # the regime's floor, which the sketch model shares
         "k_predicted": int(pred.truncation_index),
         "k_sketch": int(sk.truncation_index),
+        "stable_rank_profile": math.nan if pp is None else float(pp.stable_rank),
+        "k_profile": math.nan if pp is None else float(pp.truncation_index),
         "rank": int(min(V, d)),
     }
     return xr.Dataset({k: ((), v) for k, v in data.items()})
@@ -273,24 +280,28 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.2g}%" if abs(x) < 0.1 else f"{100 * x:+.0f}%"
 
 
-HEADER = ("matrix", "spec", "regime", "zeros", "r_s(W)", "r_s(Q)", "r_s model", "r_s sketch", "k*",
-          "k* model", "k* sketch")
+HEADER = ("matrix", "spec", "regime", "zeros", "r_s(W)", "r_s(Q)", "r_s model", "r_s sketch", "r_s profile", "k*",
+          "k* model", "k* sketch", "k* profile")
 
 
 def table_rows(ds: Any) -> list[list[str]]:
     e_m, e_s = errors(ds, "stable_rank", "predicted"), errors(ds, "stable_rank", "sketch")
+    has_p = "k_profile" in ds
+    e_p = errors(ds, "stable_rank", "profile") if has_p else np.full(ds.sizes["row"], math.nan)
+    k_p = _v(ds, "k_profile").astype(float) if has_p else np.full(ds.sizes["row"], math.nan)
     rows = []
     for i in range(ds.sizes["row"]):
         r = ds.isel(row=i)
         rows.append([str(r["matrix"].values), str(r["spec"].values), str(r["regime"].values),
                      f"{100 * float(r['zero_fraction']):.1f}%", fmt(float(r["stable_rank_fp"])),
                      fmt(float(r["stable_rank_measured"])), _pct(float(e_m[i])), _pct(float(e_s[i])),
-                     fmt(int(r["k_measured"])), fmt(int(r["k_predicted"])), fmt(int(r["k_sketch"]))])
+                     _pct(float(e_p[i])), fmt(int(r["k_measured"])), fmt(int(r["k_predicted"])),
+                     fmt(int(r["k_sketch"])), fmt(int(k_p[i])) if math.isfinite(k_p[i]) else "–"])
     return rows
 
 
 def render(ds: Any, out_dir: str | Path) -> list[Path]:
-    return write_table(out_dir, NAME, HEADER, table_rows(ds), CAPTION, align="lllrrrrrrrr")
+    return write_table(out_dir, NAME, HEADER, table_rows(ds), CAPTION, align="lllrrrrrrrrrr")
 
 
 def _stat(err: np.ndarray, mask: np.ndarray) -> tuple[int, float, float]:
@@ -300,6 +311,21 @@ def _stat(err: np.ndarray, mask: np.ndarray) -> tuple[int, float, float]:
 
 def _abs_pct(x: float) -> str:
     return "–" if not math.isfinite(x) else (f"{100 * x:.2g}%" if x < 0.1 else f"{100 * x:.0f}%")
+
+
+def _profile_text(ds: Any, mask: np.ndarray, trunc: np.ndarray) -> str:
+    """The residual-profile law's errors on the dead-zone rows ``mask`` (k* where the tail is truncated)."""
+    e_p, k_p = errors(ds, "stable_rank", "profile"), errors(ds, "k", "profile")
+    n, med, worst = _stat(e_p, mask)
+    nk, kmed, kworst = _stat(k_p, mask & trunc)
+    if not n:
+        return ""
+    text = (f"With the residual's row and column variances (the residual-profile law, "
+            f"`variance_profile.predict_with_residual_profile`) the stable rank misses by a median {_abs_pct(med)} "
+            f"(worst {_abs_pct(worst)})")
+    if nk:
+        text += f" and k* by {_abs_pct(kmed)} (worst {_abs_pct(kworst)})"
+    return text + "."
 
 
 def describe(ds: Any) -> str:
@@ -341,4 +367,6 @@ def describe(ds: Any) -> str:
                 text.append(f"Where the tail is truncated ({nk} of them), k* misses by a median {_abs_pct(kmed_m)} "
                             f"(worst {_abs_pct(kworst_m)}) with the regime's model and {_abs_pct(kmed_s)} (worst "
                             f"{_abs_pct(kworst_s)}) counted on the sketch model's Dozier–Silverstein spectrum.")
+            if reg == "dead-zone" and "k_profile" in ds:
+                text.append(_profile_text(ds, mask, trunc))
     return " ".join(text)

@@ -334,3 +334,22 @@ def test_help_and_usage_say_what_the_commands_do(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "warmup to min(the preset's warmup, N // 10)" in text
+
+
+def test_analyze_profile_adds_the_residual_profile_prediction_at_dead_zone_specs(checkpoint, tmp_path, capsys):
+    """``--profile`` (``analyze_matrix(profile=True)``): a ``"predicted_profile"`` at every dead-zone spec and none in
+    the Widrow regime, its fields those of ``"predicted"``, its columns in the printed table; a whole-model run
+    refuses it by name."""
+    path, _ = checkpoint
+    out = tmp_path / "p.json"
+    assert main(["analyze", str(path), "--tensor", "wte.weight", "--quant", "int2-tensor,int8-row", "--profile",
+                 "--json", str(out)]) == 0
+    dead, widrow = json.loads(out.read_text())["quantized"]
+    assert (dead["regime"], widrow["regime"]) == ("dead-zone", "widrow")
+    assert PRED_KEYS <= set(dead["predicted_profile"]) and dead["predicted_profile"]["model"] == "bussgang-profile"
+    assert "predicted_profile" not in widrow
+    assert "k*_prof" in capsys.readouterr().out
+    assert main(["analyze", str(path), "--tensors", "*", "--profile"]) == 2
+    assert "--profile: applies to one --tensor" in capsys.readouterr().err
+    with pytest.raises(TypeError, match="profile: expected True or False, got 'yes'"):
+        analyze_matrix(power_law_np(64, 16, 0.5), ["int4-row"], profile="yes")

@@ -82,3 +82,28 @@ def test_the_noise_floor_truncates_the_tail_more_as_bits_fall(result):
         if str(pt["regime"].values) == "widrow" and km < r:
             below = float(pt["sigma_measured"].values[km]) / float(pt["noise_floor"])
             assert 0.85 < below <= 1.0, (int(pt["bits"]), str(pt["granularity"].values), below)
+
+
+def test_describe_states_whether_each_regime_meets_the_ten_percent_aim():
+    """The verdict on k* follows the numbers: within 10% at a median 5%, outside at 30%; the count by θ_c
+    (``k_additive``) is reported beside it."""
+    import xarray as xr
+
+    k_meas = np.array([100.0, 50.0, 40.0])
+    ds = xr.Dataset({"k_measured": (("point",), k_meas), "k_additive": (("point",), [150.0, 65.0, 40.0])})
+    truncated = np.array([True, True, False])
+    regime = np.array(["widrow", "widrow", "widrow"])
+    within = fig._widrow_text(ds, truncated, regime, {"widrow": 0.05})
+    assert "within the 10% aim" in within and "misses by a median 40%" in within
+    assert "outside the 10% aim" in fig._widrow_text(ds, truncated, regime, {"widrow": 0.3})
+    assert "not within the 10% aim" in fig._dead_zone_text({"dead-zone": 0.27})
+    assert "within the 10% aim too" in fig._dead_zone_text({"dead-zone": 0.08})
+    assert fig._widrow_text(ds, truncated, regime, {}) == fig._dead_zone_text({}) == ""
+
+
+def test_the_residual_profile_count_is_read_at_dead_zone_points_only(result):
+    _, ds = result
+    dead = np.asarray(ds["regime"].values).astype(str) == "dead-zone"
+    k = np.asarray(ds["k_profile"].values, float)
+    assert dead.any() and np.all(np.isfinite(k[dead])) and np.all(np.isnan(k[~dead]))
+    assert "residual-profile law" in fig.describe(ds)

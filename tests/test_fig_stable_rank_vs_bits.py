@@ -84,3 +84,12 @@ def test_stable_rank_prediction_is_accurate_in_the_widrow_regime(result):
     # in the dead zone the prediction is reported, and it is off
     dead = _labels(ds, "regime") == "dead-zone"
     assert dead.any() and err[dead].max() > 0.05
+
+
+def test_the_residual_profile_stable_rank_is_read_at_dead_zone_points_only(result):
+    _, ds = result
+    dead = np.asarray(ds["regime"].values).astype(str) == "dead-zone"
+    s = np.asarray(ds["stable_rank_profile"].values, float)
+    assert dead.any() and np.all(np.isfinite(s[dead])) and np.all(np.isnan(s[~dead]))
+    text = fig.describe(ds)
+    assert f"over the {int(dead.sum())} dead-zone settings" in text and "residual-profile law" in text

@@ -213,6 +213,12 @@ def test_the_embedding_probes_sketch_follows_the_dead_zone_where_the_bussgang_mo
     assert abs(out["emb_stable_rank_q_predicted"] / meas - 1) > 5  # Bussgang: 44 against 5.1
     assert abs(out["emb_stable_rank_q_sketch"] / meas - 1) < 0.3  # the sketch: 6.1
     assert 1 <= out["emb_k_star_sketch"] <= 64
+    # the residual-profile law (row and column variances of Q − gE): stable rank 5.9, k* 12 for 9 measured, where
+    # the i.i.d. law counts 2; NaN in the Widrow regime
+    k_meas = out["emb_k_star_measured"]
+    assert abs(out["emb_stable_rank_q_profile"] / meas - 1) < 0.2
+    assert abs(out["emb_k_star_profile"] - k_meas) < abs(out["emb_k_star_predicted"] - k_meas)
+    assert np.isnan(probes.embedding_probes(E, QuantSpec.parse("int4-row"))["emb_k_star_profile"])
 
 
 def test_tied_head_reads_the_table_the_lookup_reads_with_stochastic_rounding():

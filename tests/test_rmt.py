@@ -626,3 +626,36 @@ def test_the_auto_bulk_reads_a_dense_w_off_the_ds_law_and_keeps_mp_for_an_isolat
         rmt.choose_bulk("exact", "widrow", sp, 2048, 256, 1e-4)
     with pytest.raises(ValueError, match="regime: expected one of"):
         rmt.choose_bulk("auto", "deadzone", sp, 2048, 256, 1e-4)
+
+
+def test_the_auto_bulk_counts_a_cut_dense_tail_on_the_ds_law():
+    """Where quantization cuts a power law's tail in the Widrow regime (σ_k = k^(−1), 6 bits per tensor), the values
+    near θ_c crowd into a band with the bulk and do not map one by one: MP's count ``#{σ_k > θ_c}`` overshoots
+    the measured count above the noise floor by about half, the DS law's is within a few percent. The stable rank
+    (set by an isolated σ_1) is the same on both laws, and a finite-rank W whose spikes sit far above the floor
+    keeps the spiked map, whose count is exact there."""
+    from zipfrmt import quant, spectra
+
+    rng = np.random.default_rng(0)
+    V, d = 4096, 256
+    sig = np.arange(1, d + 1, dtype=np.float64) ** -1.0
+    W = ((haar(rng, V, d) * sig) @ haar(rng, d, d).T).astype(np.float32)
+    s = np.asarray(spectra.singular_values(W), np.float64)
+    q = quant.quantize(W, "int6-tensor")
+    assert q.regime == "widrow"
+    sq = np.asarray(spectra.singular_values(q.dequantized), np.float64)
+    auto = rmt.predict_from_result(s, V, d, q)
+    mp = rmt.predict_from_result(s, V, d, q, bulk="mp")
+    measured = rmt.count_above_floor(sq, auto)
+    assert 0 < measured < d  # the tail is cut
+    assert auto.bulk == "dozier-silverstein"
+    assert auto.truncation_index == pytest.approx(measured, rel=0.05)
+    assert mp.truncation_index > 1.3 * measured
+    assert auto.stable_rank == pytest.approx(mp.stable_rank, rel=1e-3)
+
+    spikes = np.zeros(d)
+    spikes[:4] = [40.0, 30.0, 20.0, 10.0]
+    s2 = (0.5 / (math.sqrt(V) + math.sqrt(d))) ** 2  # floor 0.5: every spike far above it
+    assert rmt.choose_bulk("auto", "widrow", spikes, V, d, s2) == "mp"
+    assert rmt.choose_bulk("auto", "widrow", sig, V, d, (0.01 / (math.sqrt(V) + math.sqrt(d))) ** 2) == \
+        "dozier-silverstein"

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from zipfrmt import quant, rmt, sketch, spectra
+from zipfrmt import quant, rmt, sketch, spectra, variance_profile
 from zipfrmt.checks import check_choice, check_matrix
 from zipfrmt.quant import QuantSpec, as_spec, check_spec_shape, parse_granularity
 from zipfrmt.tables import finite_or_none
@@ -137,6 +137,7 @@ def analyze_matrix(
     progress: Callable[[QuantSpec], None] | None = None,
     sketch_bulk: str = "auto",
     bulk: str = "auto",
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Spectral analysis of ``W`` at full precision and at each quantization spec.
 
@@ -157,7 +158,8 @@ def analyze_matrix(
     top singular pair (:func:`zipfrmt.rmt.predict_from_sketch`: ``O(Vd)`` work, no decomposition of ``Q``), the
     prediction that also holds in the dead zone. ``sketch_bulk`` is its bulk (its ``σ_1`` and stable rank do not
     depend on it; its ``k*`` does): ``"auto"`` (the default: the Dozier–Silverstein law in the dead-zone regime,
-    where its count follows a truncated tail, and for a dense W, whose σ_1 is no isolated spike; Marchenko–Pastur
+    where its count follows a truncated tail, for a dense W, whose σ_1 is no isolated spike, and where the tail is
+    cut near θ_c; Marchenko–Pastur
     elsewhere, where MP's count is exact — :func:`zipfrmt.rmt.choose_bulk`, which ``"predicted"`` uses too),
     ``"mp"`` (the fastest) or ``"dozier-silverstein"`` for every spec
     (a solve of the DS law on 2 CPU cores: about 0.05 s at 4096×256, 0.4 s at 65,536×640 or 16,384×1024).
@@ -165,6 +167,12 @@ def analyze_matrix(
     ``"mp"`` keeps the spiked map for σ_1 everywhere, which misses a dense W's (a Gaussian weight: stable rank
     6–30% off at 2–3 bits) but skips the DS solves: on a 65,536×640 Gaussian at the 20 default specs ``"auto"``
     takes 1.7× the time of ``"mp"``; on a matrix with a spiked top and no dead-zone spec the two are the same.
+
+    ``profile``: at every dead-zone spec, add ``"predicted_profile"`` (the same fields), the prediction from W's
+    spectrum and the row and column variances of the Bussgang residual ``Q − gW``
+    (:func:`zipfrmt.variance_profile.predict_with_residual_profile`): the dead zone's count above the floor where
+    the residual's error sits in the rows and columns of large entries (a 2-bit per-tensor power law: k* 33 for
+    34 measured, i.i.d. law 2). A solve takes 2–8 s at 4096×256, so it is asked for, not the default.
 
     ``"spec"`` is the spec's canonical text. With ``keep_spectra``, the singular values themselves are added
     under ``"spectra"``: ``{"fp": σ(W), "quantized": [σ(Q) per spec], "predicted": [predicted σ per spec]}``
@@ -176,6 +184,8 @@ def analyze_matrix(
     specs = check_specs(specs, shape, name)
     sketch_bulk = check_choice(sketch_bulk, "sketch_bulk", rmt.BULKS)
     bulk = check_choice(bulk, "bulk", rmt.BULKS)
+    if not isinstance(profile, bool):
+        raise TypeError(f"profile: expected True or False, got {profile!r}")
     W = as_float32_device(W)  # one copy on the device, shared by every spec (a memmap is read once)
     s_fp = np.asarray(spectra.singular_values(W), np.float64)
     fp = spectra.summarize_spectrum(s_fp, shape)
@@ -195,6 +205,10 @@ def analyze_matrix(
         sketched = _predict_sketched(s_fp, shape, q, q.dequantized, pair, sketch_bulk,
                                      pred if bulk == sketch_bulk else None)
         rows.append(_quantized_row(head, s_q, shape, q.stats(), pred, sketched))
+        if profile and q.regime == "dead-zone":
+            prof = variance_profile.residual_profile(W, q.dequantized, q.bussgang_gain)
+            rows[-1]["predicted_profile"] = _predicted(
+                variance_profile.predict_with_residual_profile(s_fp, *shape, prof))
         del q  # Q(W) is let go before the next spec's is made: W and one Q at a time
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
     if keep_spectra:

@@ -110,13 +110,20 @@ def print_analysis(report: dict[str, Any], out: Any = None) -> None:
             "predicted_truncation_index": row["predicted"]["truncation_index"],
             "sketch_stable_rank": row.get("predicted_sketch", {}).get("stable_rank", math.nan),
             "sketch_truncation_index": row.get("predicted_sketch", {}).get("truncation_index", math.nan),
+            "profile_stable_rank": row.get("predicted_profile", {}).get("stable_rank", math.nan),
+            "profile_truncation_index": row.get("predicted_profile", {}).get("truncation_index", math.nan),
             "noise_ratio": row["noise_var_measured"] / model if model else math.nan,
         })
-    print_table(rows, TABLE_COLUMNS, out)
+    columns = TABLE_COLUMNS
+    if any("predicted_profile" in row for row in report["quantized"]):
+        columns = (*TABLE_COLUMNS[:10], ("profile_stable_rank", "profile"), ("profile_truncation_index", "k*_prof"),
+                   *TABLE_COLUMNS[10:])
+    print_table(rows, columns, out)
     print("k* = singular values above the noise floor s(sqrt(V)+sqrt(d)); 'predicted' and 'k*_pred' come from the "
           "full-precision spectrum alone (additive model in the widrow regime, Bussgang model in dead-zone); "
           "'sketch' and 'k*_sketch' add one pass over Q along W's top singular pair (rmt.predict_from_sketch), "
-          "which holds in the dead zone too.\n"
+          "which holds in the dead zone too; 'profile' and 'k*_prof' (--profile, dead-zone specs) add the row and "
+          "column variances of the residual Q - gW (variance_profile.predict_with_residual_profile).\n"
           "regime: 'widrow' = measured noise variance within 5% of the format's model (uniform grid: mean(step^2)/12; "
           "fp8/nf4/mxfp4/nvfp4: Bennett's cell widths) and Bussgang gain within 0.02 of 1; 'dead-zone' = the "
           "additive model does not hold.", file=out)
@@ -195,7 +202,7 @@ def _run_analysis(W: Any, name: str, specs: list[Any], args: argparse.Namespace)
 
     with _progress(len(specs), "quantizing") as bar:
         report = analyze.analyze_matrix(
-            W, specs, name=name, seed=args.seed, keep_spectra=bool(args.plot),
+            W, specs, name=name, seed=args.seed, keep_spectra=bool(args.plot), profile=bool(args.profile),
             progress=lambda spec: (bar.set_postfix_str(spec.label), bar.update()),
         )
     print_analysis(report)
@@ -261,6 +268,9 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
     if args.transpose:
         raise ValueError("--transpose: applies to one --tensor; a whole model is read in its stored layout (rows "
                          "along the contraction axis)")
+    if args.profile:
+        raise ValueError("--profile: applies to one --tensor (its table and JSON gain the residual-profile "
+                         "prediction); a whole-model run (--tensors) reports the regime's and the sketch model's")
     patterns = parse_list(args.tensors)
     n, pid = _check_processes(args)
     out = Path(args.out) if args.out else Path(str(Path(args.file).resolve()).rstrip("/") + ".analysis")
@@ -343,6 +353,9 @@ def _add_quant_options(p: argparse.ArgumentParser, granularity: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the matrix and of stochastic rounding")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the spectra on log-log axes")
+    p.add_argument("--profile", action="store_true",
+                   help="at dead-zone specs, also predict from the row and column variances of the residual Q - gW "
+                        "(the dead zone's count above the floor; 1-8 s a spec at 4096x256)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -574,8 +574,14 @@ def noise_floor(ds: Any, path: str | Path) -> list[Path]:
             for i in range(k_m.size):
                 bx.plot([k_s[i]], [k_m[i]], marker="x", ms=3.0, color=colour[int(bits_all[i])], mew=0.7,
                         ls="none", alpha=0.9, zorder=5)
+        k_r = np.asarray(ds["k_profile"].values, float) if "k_profile" in ds else None
+        if k_r is not None:  # dead-zone points: the residual-profile law's count (zipfrmt.variance_profile)
+            for i in np.flatnonzero(np.isfinite(k_r)):
+                bx.plot([max(k_r[i], 0.8)], [k_m[i]], marker="+", ms=4.0, color=colour[int(bits_all[i])], mew=0.8,
+                        ls="none", alpha=0.95, zorder=6)
         lo = 0.7
-        hi = 1.4 * max(float(k_m.max()), float(k_p.max()), 0.0 if k_s is None else float(k_s.max()))
+        hi = 1.4 * max(float(k_m.max()), float(k_p.max()), 0.0 if k_s is None else float(k_s.max()),
+                       0.0 if k_r is None or not np.isfinite(k_r).any() else float(np.nanmax(k_r)))
         bx.plot([lo, hi], [lo, hi], color="black", lw=0.7, zorder=2)
         bx.annotate("$y = x$", (4 * lo, 4 * lo), xytext=(-3, 3), textcoords="offset points", fontsize=6,
                     ha="right", va="bottom", rotation=45, rotation_mode="anchor")
@@ -584,7 +590,7 @@ def noise_floor(ds: Any, path: str | Path) -> list[Path]:
         bx.set_xlim(lo, hi)
         bx.set_ylim(lo, hi)
         bx.set_aspect("equal")
-        bx.set_xlabel(r"predicted $k^* = \#\{k: g\sigma_k > \theta_c\}$ (dead zone: DS count)")
+        bx.set_xlabel(r"predicted $k^*$: $\#\{k: g\sigma_k > \theta_c\}$ or the DS law's count")
         bx.set_ylabel(r"measured $k^* = \#\{k: \sigma_k(Q) > s(\sqrt{V}+\sqrt{d})\}$")
         bx.set_title("(b) truncation index", loc="left")
         seen = list(dict.fromkeys(grans))
@@ -595,6 +601,9 @@ def noise_floor(ds: Any, path: str | Path) -> list[Path]:
         if k_s is not None:
             handles.append(Line2D([], [], marker="x", color="0.3", mew=0.7, ls="none", ms=3.0,
                                   label="sketch: DS count"))
+        if k_r is not None and np.isfinite(k_r).any():
+            handles.append(Line2D([], [], marker="+", color="0.3", mew=0.8, ls="none", ms=4.0,
+                                  label="dead zone: residual profile"))
         bx.legend(handles=handles, loc="lower right", fontsize=6, handletextpad=0.3, borderaxespad=0.2,
                   title="colour: bits (a)", title_fontsize=6)
         fig.tight_layout(rect=(0, 0.06, 1, 1), w_pad=1.2)
@@ -637,7 +646,12 @@ def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
 
     def series(name: str, g: str, r: str) -> np.ndarray:
         v = np.asarray(ds[name].values, float)
-        return np.array([np.nanmean(v[(g_all == g) & (r_all == r) & (bits_all == b)]) for b in bits])
+        out = []
+        for b in bits:
+            sel = v[(g_all == g) & (r_all == r) & (bits_all == b)]
+            sel = sel[np.isfinite(sel)]
+            out.append(float(sel.mean()) if sel.size else float("nan"))  # NaN: no finite value (a model not run)
+        return np.array(out)
 
     def dead_frac(g: str, r: str) -> np.ndarray:
         return np.array([np.mean(regime[(g_all == g) & (r_all == r) & (bits_all == b)] == "dead-zone")
@@ -676,6 +690,11 @@ def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
                     if f"{q}_sketch" in ds and q == "stable_rank":
                         ax.plot(b_arr, np.clip(series(f"{q}_sketch", g, r), *ylim), color=c, lw=1.3,
                                 ls=(0, (0.8, 1.2)), zorder=5)
+                    if f"{q}_profile" in ds and q == "stable_rank":  # dead-zone points only (NaN elsewhere)
+                        pr = series(f"{q}_profile", g, r)
+                        ok = np.isfinite(pr)
+                        ax.plot(b_arr[ok], np.clip(pr[ok], *ylim), marker="+", ms=4.5, mew=0.9, color=c,
+                                ls="none", zorder=6)
                     for x, y, dz in zip(b_arr, m, dead, strict=True):
                         if not np.isfinite(y):
                             continue
@@ -713,6 +732,9 @@ def stable_rank_vs_bits(ds: Any, path: str | Path) -> list[Path]:
         handles += [Line2D([], [], color="0.3", lw=1.0, ls=(0, (3, 1.5)), label="predicted (RMT)")]
         if "stable_rank_sketch" in ds:
             handles.append(Line2D([], [], color="0.3", lw=1.3, ls=(0, (0.8, 1.2)), label="predicted (sketch)"))
+        if "stable_rank_profile" in ds and np.isfinite(np.asarray(ds["stable_rank_profile"].values, float)).any():
+            handles.append(Line2D([], [], color="0.3", marker="+", ms=4.5, mew=0.9, ls="none",
+                                  label="residual profile (dead zone)"))
         handles += [Line2D([], [], color="black", lw=0.8, ls=(0, (1, 1.5)), label="full precision"),
                     Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=3.5,
                            label="open: dead-zone point"),

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 import zipfrmt
-from zipfrmt import embeddings, quant, rmt, sketch, spectra, sweep
+from zipfrmt import embeddings, quant, rmt, sketch, spectra, sweep, variance_profile
 from zipfrmt.bounds.lemma import lemma_embedding, zipf_rank_exponent
 from zipfrmt.bounds.measure import MEASURE_METHOD, RIGOROUS_RTOL, f64, measure
 from zipfrmt.bounds.outliers import (
@@ -60,11 +60,13 @@ class VerifyGrid:
       rank_window: ``(k_lo, k_hi)`` of the P5 exponent fits (``k_hi = None``: every nonzero σ); the same for
         every shape, so ``k_hi`` must not exceed any ``min(V, d)``.
       bulk: how the additive and Bussgang rows predict the bulk (:func:`zipfrmt.rmt.predict_quantized`):
-        ``"auto"`` (what ``zipfrmt analyze`` does: DS at the dead-zone points and where σ_1 is no isolated spike,
+        ``"auto"`` (what ``zipfrmt analyze`` does: DS at the dead-zone points, where σ_1 is no isolated spike and
+        where the tail is cut near θ_c,
         :func:`zipfrmt.rmt.choose_bulk`), ``"mp"`` (fast) or ``"dozier-silverstein"`` (about 0.2–0.5 s per point
         on a CPU).
       sketch_bulk: the bulk of the sketch model's row (:func:`zipfrmt.rmt.predict_from_sketch`, whose k* is
-        counted on it): ``"auto"`` (DS at the dead-zone points and where σ_1 is no isolated spike,
+        counted on it): ``"auto"`` (DS at the dead-zone points, where σ_1 is no isolated spike and where the tail
+        is cut near θ_c,
         :func:`zipfrmt.rmt.choose_bulk`),
         ``"mp"`` or ``"dozier-silverstein"``.
     """
@@ -189,13 +191,19 @@ _VARIABLES: dict[str, tuple[str, str, str, str, str]] = {
     "k_measured_shuffled": ("point", "i8", "P3", "measured",
                             "#{σ_k(gW + P(D)) > s_D(√V + √d)}, the residual's entries shuffled (a control)"),
     "k_star_sketch": ("point", "i8", "P3", "asymptotic", "#{σ̃_k > floor} on the sketch model's spectrum"),
+    "k_star_profile": ("point", "f8", "P3", "asymptotic",
+                       "#{σ̃_k > s_D(√V+√d)} on the residual-profile law (dead-zone points; NaN elsewhere)"),
+    "k_measured_profile": ("point", "f8", "P3", "measured", "#{σ_k(Q) > s_D(√V + √d)} (dead-zone points)"),
     "k_measured_sketch": ("point", "i8", "P3", "measured", "#{σ_k(Q) > floor of the sketch model's regime}"),
     "sigma1_additive": ("point", "f8", "P4", "asymptotic", "σ̃_1, spiked map of σ_1 (additive)"),
     "sigma1_bussgang": ("point", "f8", "P4", "asymptotic", "σ̃_1, spiked map of gσ_1 (Bussgang)"),
     "sigma1_sketch": ("point", "f8", "P4", "asymptotic", "σ̃_1 from the one-pass sketch (rmt.predict_from_sketch)"),
+    "sigma1_profile": ("point", "f8", "P4", "asymptotic", "σ̃_1, top of the residual-profile law (dead-zone points)"),
     "sigma1_measured": ("point", "f8", "P4", "measured", "σ_1(Q)"),
     "stable_rank_additive": ("point", "f8", "P4", "asymptotic", "(Σσ² + Vds²)/σ̃_1²"),
     "stable_rank_bussgang": ("point", "f8", "P4", "asymptotic", "(g²Σσ² + Vds_D²)/σ̃_1²"),
+    "stable_rank_profile": ("point", "f8", "P4", "asymptotic",
+                            "(g²Σσ² + Vds_D²)/σ̃_1², σ̃_1 of the residual-profile law (dead-zone points)"),
     "stable_rank_sketch": ("point", "f8", "P4", "asymptotic", "‖Q‖_F²/σ̃_1² with the sketched σ̃_1"),
     "stable_rank_measured": ("point", "f8", "P4", "measured", "r_s(Q)"),
     "stable_rank_fluctuation": ("point", "f8", "P4", "asymptotic", "2s/σ̃_1, relative finite-size std"),
@@ -233,6 +241,7 @@ def _point_values(
     fl = spectral_flattening(pa, m, bussgang=pb)
     ps = rmt.predict_from_sketch(sW, V, d, res, sketch.quant_sketch(res.dequantized, *pair), bulk=grid.sketch_bulk,
                                  rank_window=grid.rank_window)
+    profile = _profile_values(W, res, sW, V, d, g, m.sigma_Q, grid)
     return {
         "regime": res.regime,
         "noise_var_model": res.noise_var_model,
@@ -273,7 +282,22 @@ def _point_values(
         "exponent_bussgang": fl.predicted_bussgang,
         "exponent_sketch": ps.decay.a,
         "exponent_measured": fl.measured,
+        **profile,
     }
+
+
+def _profile_values(W: jax.Array, res: Any, sW: np.ndarray, V: int, d: int, g: float, sigma_Q: np.ndarray,
+                    grid: VerifyGrid) -> dict[str, float]:
+    """The residual-profile model (:func:`zipfrmt.variance_profile.predict_with_residual_profile`) at a dead-zone
+    point — its solve costs 2–8 s at 4096×256 — and NaN at the Widrow points, where the i.i.d. law already holds."""
+    if res.regime != "dead-zone":
+        return {"k_star_profile": math.nan, "k_measured_profile": math.nan, "sigma1_profile": math.nan,
+                "stable_rank_profile": math.nan}
+    prof = variance_profile.residual_profile(W, res.dequantized, g)
+    pp = variance_profile.predict_with_residual_profile(sW, V, d, prof, rank_window=grid.rank_window)
+    return {"k_star_profile": float(pp.truncation_index),
+            "k_measured_profile": float(rmt.count_above_floor(sigma_Q, pp)),
+            "sigma1_profile": pp.sigma1, "stable_rank_profile": pp.stable_rank}
 
 
 def verify(

@@ -11,7 +11,10 @@ forward pass reads:
   predicted noise floor (:func:`zipfrmt.rmt.count_above_floor`); both exactly as ``zipfrmt analyze`` does;
 * the sketch model's stable rank and ``k*`` of ``Q(E)`` (:func:`zipfrmt.rmt.predict_from_sketch` on a one-pass
   :func:`zipfrmt.sketch.quant_sketch` of the view along E's top singular pair, with ``bulk="auto"``), the
-  prediction that also holds in the dead zone; like ``analyze``'s ``predicted_sketch``, it reads ``Q(E)``.
+  prediction that also holds in the dead zone; like ``analyze``'s ``predicted_sketch``, it reads ``Q(E)``;
+* in the dead zone, the residual-profile law's stable rank and ``k*`` (``emb_stable_rank_q_profile``,
+  ``emb_k_star_profile``; :func:`zipfrmt.variance_profile.predict_with_residual_profile` from the row and column
+  variances of ``Q(E) − g·E``; NaN in the Widrow regime), like ``analyze --profile``.
 
 The dose of the collapse experiment, from the embedding's quantizer (its forward spec, else its master-weight
 spec) with additive model noise variance ``s²`` (Widrow's Δ²/12, Bennett's for a real format):
@@ -48,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from zipfrmt import quant, rmt, sketch, spectra
+from zipfrmt import quant, rmt, sketch, spectra, variance_profile
 from zipfrmt.nn.controls import control_spec, site_quantize, site_value
 from zipfrmt.quant import QuantSpec
 
@@ -60,7 +63,7 @@ EMBED_FIELDS = (
     "emb_stable_rank_q", "emb_effective_rank_q", "emb_rank_exponent_q", "emb_esd_alpha_q",
     "emb_k_star_predicted", "emb_k_star_measured", "emb_stable_rank_q_predicted", "emb_zero_fraction_q",
     "emb_bussgang_gain_q", "emb_widrow", "emb_below_edge_measured", "emb_below_edge_predicted",
-    "emb_stable_rank_q_sketch", "emb_k_star_sketch",
+    "emb_stable_rank_q_sketch", "emb_k_star_sketch", "emb_stable_rank_q_profile", "emb_k_star_profile",
 )
 HIDDEN_FIELDS = ("hidden_effective_rank", "hidden_effective_rank_uncentred", "hidden_stable_rank",
                  "hidden_anisotropy")
@@ -120,6 +123,11 @@ def embedding_probes(
     sk = rmt.predict_from_sketch(s_fp, *shape, q, sketch.quant_sketch(q.dequantized, u1, v1), bulk="auto", base=pred)
     out["emb_stable_rank_q_sketch"] = float(sk.stable_rank)
     out["emb_k_star_sketch"] = float(sk.truncation_index)
+    if q.regime == "dead-zone":  # the residual-profile law: the dead zone's count above the floor
+        prof = variance_profile.residual_profile(E, q.dequantized, max(float(q.bussgang_gain), 0.0))
+        pp = variance_profile.predict_with_residual_profile(s_fp, *shape, prof)
+        out["emb_stable_rank_q_profile"] = float(pp.stable_rank)
+        out["emb_k_star_profile"] = float(pp.truncation_index)
     out["emb_zero_fraction_q"] = q.zero_fraction
     out["emb_bussgang_gain_q"] = q.bussgang_gain
     out["emb_widrow"] = 1.0 if q.regime == "widrow" else 0.0
