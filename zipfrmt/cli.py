@@ -355,7 +355,7 @@ def _add_quant_options(p: argparse.ArgumentParser, granularity: str) -> None:
     p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the spectra on log-log axes")
     p.add_argument("--profile", action="store_true",
                    help="at dead-zone specs, also predict from the row and column variances of the residual Q - gW "
-                        "(the dead zone's count above the floor; 1-8 s a spec at 4096x256)")
+                        "(the dead zone's count above the floor; 0.3-1.2 s a spec at 4096x256)")
 
 
 def build_parser() -> argparse.ArgumentParser:
