@@ -105,3 +105,19 @@ def test_bad_input_is_named():
         vp.profile_law_density(np.ones(3), np.ones(4), 8, 4, _flat(0.0, 8, 4))
     zero = vp.predict_with_residual_profile(np.ones(4), 8, 4, _flat(0.0, 8, 4, gain=0.5))
     assert zero.truncation_index == 4 and zero.sigma1 == pytest.approx(0.5)  # no residual: the spectrum is gW's
+
+
+def test_the_density_of_a_wide_matrix_is_its_transpose_s_rescaled():
+    """``x = λ/V`` for the V×d matrix and ``x' = λ/d`` for its transpose read the same eigenvalues λ:
+    ``ρ_x(x) = ρ_x'(Vx/d)·V/d``."""
+    rng = np.random.default_rng(1)
+    sig = np.arange(1, 33) ** -0.5
+    rows, cols = rng.uniform(0.5, 2.0, 256), rng.uniform(0.5, 2.0, 32)
+    s2 = 1e-3
+    rows, cols = rows * s2 / rows.mean(), cols * s2 / cols.mean()
+    tall, wide = vp.ResidualProfile(rows, cols, 1.0, s2), vp.ResidualProfile(cols, rows, 1.0, s2)
+    x = np.linspace(1e-4, 0.05, 300)
+    got = vp.profile_law_density(x, sig, 32, 256, wide)
+    want = vp.profile_law_density(32 * x / 256, sig, 256, 32, tall) * 32 / 256
+    assert np.sum(want > 0) > 100  # the grid covers the law's support, not only zeros
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * want.max())
