@@ -199,8 +199,7 @@ def _point(W: np.ndarray, prep: dict[str, Any], spec: str) -> Any:
     sk = rmt.predict_from_sketch(s_fp, V, d, q, sketch.quant_sketch(q.dequantized, *prep["pair"]))
     pp = None  # the residual-profile law, at dead-zone points (zipfrmt.variance_profile)
     if q.regime == "dead-zone":
-        prof = variance_profile.residual_profile(W, q.dequantized, q.bussgang_gain)
-        pp = variance_profile.predict_with_residual_profile(s_fp, V, d, prof)
+        pp = variance_profile.predict_from_quantized(s_fp, W, q)
     data = {
         "regime": q.regime,
         "model": pred.model,

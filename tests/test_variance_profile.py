@@ -48,6 +48,7 @@ def _compare(power_laws, a, spec):
     sq = np.asarray(spectra.singular_values(res.dequantized), np.float64)
     iid = rmt.predict_from_result(s, V, D, res)
     prof = vp.predict_with_residual_profile(s, V, D, vp.residual_profile(W, res.dequantized, res.bussgang_gain))
+    assert vp.predict_from_quantized(s, W, res).truncation_index == prof.truncation_index  # the one-call form
     assert prof.noise_floor == pytest.approx(iid.noise_floor, rel=1e-5)  # one floor: the residual's s_D(√V+√d)
     measured = rmt.count_above_floor(sq, prof)
     return measured, prof, iid, float(np.sum(sq**2) / sq[0] ** 2)
@@ -103,6 +104,8 @@ def test_bad_input_is_named():
         vp.predict_with_residual_profile(np.ones(4), 8, 4, _flat(1e-3, 4, 8))
     with pytest.raises(ValueError, match="profile: expected a nonzero residual"):
         vp.profile_law_density(np.ones(3), np.ones(4), 8, 4, _flat(0.0, 8, 4))
+    with pytest.raises(TypeError, match="result: expected a zipfrmt.quant.QuantResult"):
+        vp.predict_from_quantized(np.ones(4), W, {"dequantized": W})
     zero = vp.predict_with_residual_profile(np.ones(4), 8, 4, _flat(0.0, 8, 4, gain=0.5))
     assert zero.truncation_index == 4 and zero.sigma1 == pytest.approx(0.5)  # no residual: the spectrum is gW's
 

@@ -207,9 +207,7 @@ def analyze_matrix(
                                      pred if bulk == sketch_bulk else None)
         rows.append(_quantized_row(head, s_q, shape, q.stats(), pred, sketched))
         if profile and q.regime == "dead-zone":
-            prof = variance_profile.residual_profile(W, q.dequantized, max(float(q.bussgang_gain), 0.0))
-            rows[-1]["predicted_profile"] = _predicted(
-                variance_profile.predict_with_residual_profile(s_fp, *shape, prof))
+            rows[-1]["predicted_profile"] = _predicted(variance_profile.predict_from_quantized(s_fp, W, q))
         del q  # Q(W) is let go before the next spec's is made: W and one Q at a time
     report = {"tensor": name, "shape": list(shape), "fp": spectral_fields(fp), "quantized": rows}
     if keep_spectra:

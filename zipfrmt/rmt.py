@@ -793,12 +793,17 @@ def _ds_quantile_sigma(signal: np.ndarray, spikes: np.ndarray, V: int, d: int, s
     t[:r] = signal**2 / V
     res = _ds_core(u**2, t, d / V, s2, None, 0.5, 200, 1e-10, caller)
     mass = np.asarray(res.density, np.float64) * 2 * u * du  # ρ(x) dx with x = u²
+    rest = math.sqrt(V) * _grid_quantiles(mass, du, r - top.size)
+    return unit * np.concatenate([top, rest])
+
+
+def _grid_quantiles(mass: np.ndarray, du: float, n: int) -> np.ndarray:
+    """Descending values at the levels ``1 − (i − ½)/n`` of a law given by its ``mass`` on the cells of width
+    ``du`` from 0 (normalised over them), linear within a cell."""
     cdf = np.concatenate([[0.0], np.cumsum(mass)])
     cdf /= cdf[-1]
-    n_rest = r - top.size
-    levels = 1.0 - (np.arange(1, n_rest + 1) - 0.5) / n_rest
-    rest = math.sqrt(V) * np.interp(levels, cdf, np.arange(n_grid + 1) * du)
-    return unit * np.concatenate([top, rest])
+    levels = 1.0 - (np.arange(1, n + 1) - 0.5) / n
+    return np.interp(levels, cdf, np.arange(mass.size + 1) * du)
 
 
 def _predict(

@@ -49,7 +49,8 @@ from jaxtyping import Array, Float
 from zipfrmt import rmt
 from zipfrmt.checks import check_float_array, check_number, describe
 
-__all__ = ["ResidualProfile", "residual_profile", "profile_law_density", "predict_with_residual_profile"]
+__all__ = ["ResidualProfile", "predict_from_quantized", "predict_with_residual_profile", "profile_law_density",
+           "residual_profile"]
 
 #: Rows of largest variance kept one by one in the solve (they make the outliers); the rest in quantile bins.
 _TOP_ROWS, _ROW_BINS = 64, 256
@@ -171,12 +172,10 @@ def _solve(x: Float[Array, " g"], lay: dict[str, Any], eta: Float[Array, ""], et
         j12 = z * (_wsum(i_s2, rho_s**2) + _wsum(i_n2, w_n * rho_n**2))
         j21 = z * _wsum(i_t2, kap_s**2)
         j22 = _wsum(ihk * ihk * i_t2, kap_s * a2 * rho_s)
-        m_t = _wsum(i_t, jnp.full_like(kap_s, 1.0 / kap_s.size))
+        m_t = jnp.mean(i_t, axis=1)
         return f_al, f_be, j11, j12, j21, j22, m_t
 
-    def step(it: jax.Array, al: jax.Array, be: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        e = jnp.maximum(eta, eta0 * _ETA_DECAY ** (it + 1).astype(x.dtype))
-        z = x + 1j * e
+    def step(z: jax.Array, al: jax.Array, be: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         f_al, f_be, j11, j12, j21, j22, _ = maps(al, be, z)
         r1, r2 = al - f_al, be - f_be
         # [1 − j11, −j12; −j21, 1 − j22] (dα, dβ) = −(r1, r2)
@@ -192,8 +191,8 @@ def _solve(x: Float[Array, " g"], lay: dict[str, Any], eta: Float[Array, ""], et
 
     def body(state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         it, al, be, _ = state
-        n_al, n_be, res = step(it, al, be)
         e = jnp.maximum(eta, eta0 * _ETA_DECAY ** (it + 1).astype(x.dtype))
+        n_al, n_be, res = step(x + 1j * e, al, be)
         done = (e <= eta) & jnp.all(res <= _TOL)
         return it + 1, jnp.where(done, al, n_al), jnp.where(done, be, n_be), done
 
@@ -230,13 +229,11 @@ def _density(lam: np.ndarray, sig: np.ndarray, rho: np.ndarray, kappa: np.ndarra
     return dens
 
 
-def _oriented(sig: np.ndarray, profile: ResidualProfile, V: int, d: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(ρ, κ) in units of s², for the orientation with V ≥ d (the transpose has the same singular values)."""
-    s2 = profile.noise_var
-    rho, kappa = profile.row_var / s2, profile.col_var / s2
-    if V < d:
-        rho, kappa, V, d = kappa, rho, d, V
-    return rho, kappa, V, d
+def _oriented(profile: ResidualProfile) -> tuple[np.ndarray, np.ndarray]:
+    """(ρ, κ) in units of s², for the orientation with more rows than columns (the transpose has the same singular
+    values)."""
+    rho, kappa = profile.row_var / profile.noise_var, profile.col_var / profile.noise_var
+    return (kappa, rho) if rho.size < kappa.size else (rho, kappa)
 
 
 def profile_law_density(
@@ -253,7 +250,7 @@ def profile_law_density(
     s2 = profile.noise_var
     if s2 <= 0:
         raise ValueError(f"profile: expected a nonzero residual (noise_var > 0), got noise_var = {s2!r}")
-    rho, kappa, _, _ = _oriented(s, profile, V, d)
+    rho, kappa = _oriented(profile)
     dens = _density(x * V / s2, profile.gain * s / math.sqrt(s2), rho, kappa, "profile_law_density")
     return dens * V / s2  # ρ_x(x) = ρ_λ(Vx)·V, λ in units of s²
 
@@ -274,13 +271,7 @@ def _quantile_sigma(sig: np.ndarray, rho: np.ndarray, kappa: np.ndarray) -> np.n
     du = cut / n_grid
     u = (np.arange(n_grid) + 0.5) * du  # midpoints in σ
     dens = _density(u**2, sig, rho, kappa, "predict_with_residual_profile")  # density of λ = σ²
-    mass = dens * 2 * u * du
-    cdf = np.concatenate([[0.0], np.cumsum(mass)])
-    cdf /= cdf[-1]
-    n_rest = d - j
-    levels = 1.0 - (np.arange(1, n_rest + 1) - 0.5) / n_rest
-    rest = np.interp(levels, cdf, np.arange(n_grid + 1) * du)
-    return np.concatenate([top, rest])
+    return np.concatenate([top, rmt._grid_quantiles(dens * 2 * u * du, du, d - j)])
 
 
 def predict_with_residual_profile(
@@ -311,10 +302,30 @@ def predict_with_residual_profile(
     if s2 <= 0:
         pred = g * full
     else:
-        rho, kappa, _, _ = _oriented(s, profile, V, d)
+        rho, kappa = _oriented(profile)
         pred = math.sqrt(s2) * _quantile_sigma(g * full / math.sqrt(s2), rho, kappa)
     pred = np.sort(pred)[::-1]
     floor = math.sqrt(s2) * (math.sqrt(V) + math.sqrt(d))
     k_star = int(np.sum(pred > floor))  # as measured (rmt.count_above_floor); with s² = 0, the nonzero values
     return rmt._assemble(pred, full, V, d, s2, g, float(pred[0]), k_star, "bussgang-profile", "profile", window)
 
+
+def predict_from_quantized(
+    sigma: Float[Array, " k"],
+    W: Float[Array, "V d"],
+    result: Any,
+    *,
+    rank_window: tuple[int, int | None] | None = None,
+) -> rmt.QuantizedPrediction:
+    """:func:`predict_with_residual_profile` for a quantization ``result`` of ``W`` (a
+    :class:`zipfrmt.quant.QuantResult`, or anything with its ``dequantized`` and ``bussgang_gain``): the residual
+    ``Q − g·W`` taken against the Bussgang gain clipped at 0, as :func:`zipfrmt.rmt.predict_from_result` does.
+    The one call ``zipfrmt analyze --profile``, the verification grid, the training probes and the experiments make.
+    """
+    for name in ("dequantized", "bussgang_gain"):
+        if not hasattr(result, name):
+            raise TypeError(f"result: expected a zipfrmt.quant.QuantResult (or an object with {name}), "
+                            f"got {describe(result)}")
+    W = check_float_array(W, "W", ndim=2)
+    profile = residual_profile(W, result.dequantized, max(float(result.bussgang_gain), 0.0))
+    return predict_with_residual_profile(sigma, *(int(n) for n in W.shape), profile, rank_window=rank_window)

@@ -241,7 +241,7 @@ def _point_values(
     fl = spectral_flattening(pa, m, bussgang=pb)
     ps = rmt.predict_from_sketch(sW, V, d, res, sketch.quant_sketch(res.dequantized, *pair), bulk=grid.sketch_bulk,
                                  rank_window=grid.rank_window)
-    profile = _profile_values(W, res, sW, V, d, g, m.sigma_Q, grid)
+    profile = _profile_values(W, res, sW, m.sigma_Q, grid)
     return {
         "regime": res.regime,
         "noise_var_model": res.noise_var_model,
@@ -286,15 +286,13 @@ def _point_values(
     }
 
 
-def _profile_values(W: jax.Array, res: Any, sW: np.ndarray, V: int, d: int, g: float, sigma_Q: np.ndarray,
-                    grid: VerifyGrid) -> dict[str, float]:
+def _profile_values(W: jax.Array, res: Any, sW: np.ndarray, sigma_Q: np.ndarray, grid: VerifyGrid) -> dict[str, float]:
     """The residual-profile model (:func:`zipfrmt.variance_profile.predict_with_residual_profile`) at a dead-zone
     point — its solve costs 0.3–1.2 s at 4096×256 — and NaN at the Widrow points, where the i.i.d. law already holds."""
     if res.regime != "dead-zone":
         return {"k_star_profile": math.nan, "k_measured_profile": math.nan, "sigma1_profile": math.nan,
                 "stable_rank_profile": math.nan}
-    prof = variance_profile.residual_profile(W, res.dequantized, g)
-    pp = variance_profile.predict_with_residual_profile(sW, V, d, prof, rank_window=grid.rank_window)
+    pp = variance_profile.predict_from_quantized(sW, W, res, rank_window=grid.rank_window)
     return {"k_star_profile": float(pp.truncation_index),
             "k_measured_profile": float(rmt.count_above_floor(sigma_Q, pp)),
             "sigma1_profile": pp.sigma1, "stable_rank_profile": pp.stable_rank}

@@ -124,8 +124,7 @@ def embedding_probes(
     out["emb_stable_rank_q_sketch"] = float(sk.stable_rank)
     out["emb_k_star_sketch"] = float(sk.truncation_index)
     if q.regime == "dead-zone":  # the residual-profile law: the dead zone's count above the floor
-        prof = variance_profile.residual_profile(E, q.dequantized, max(float(q.bussgang_gain), 0.0))
-        pp = variance_profile.predict_with_residual_profile(s_fp, *shape, prof)
+        pp = variance_profile.predict_from_quantized(s_fp, E, q)
         out["emb_stable_rank_q_profile"] = float(pp.stable_rank)
         out["emb_k_star_profile"] = float(pp.truncation_index)
     out["emb_zero_fraction_q"] = q.zero_fraction
