@@ -100,6 +100,8 @@ def test_bad_input_is_named():
         vp.residual_profile(W, W, -1.0)
     with pytest.raises(TypeError, match="profile: expected a variance_profile.ResidualProfile"):
         vp.predict_with_residual_profile(np.ones(4), 8, 4, {"row_var": 1})
+    with pytest.raises(ValueError, match="profile: expected finite, nonnegative"):
+        vp.predict_with_residual_profile(np.ones(4), 8, 4, vp.ResidualProfile(np.full(8, -1.0), np.ones(4), 1.0, 1.0))
     with pytest.raises(ValueError, match="profile: expected 8 row and 4 column variances"):
         vp.predict_with_residual_profile(np.ones(4), 8, 4, _flat(1e-3, 4, 8))
     with pytest.raises(ValueError, match="profile: expected a nonzero residual"):

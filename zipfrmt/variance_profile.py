@@ -103,9 +103,14 @@ def _check_profile(profile: Any, V: int, d: int) -> ResidualProfile:
     if not isinstance(profile, ResidualProfile):
         raise TypeError(f"profile: expected a variance_profile.ResidualProfile (residual_profile(W, Q, gain)), "
                         f"got {describe(profile)}")
-    if profile.row_var.shape != (V,) or profile.col_var.shape != (d,):
-        raise ValueError(f"profile: expected {V} row and {d} column variances for this {V}×{d} matrix, got "
-                         f"{profile.row_var.shape[0]} and {profile.col_var.shape[0]}")
+    rows, cols = np.asarray(profile.row_var), np.asarray(profile.col_var)
+    if rows.shape != (V,) or cols.shape != (d,):
+        raise ValueError(f"profile: expected {V} row and {d} column variances for this {V}×{d} matrix, got shapes "
+                         f"{rows.shape} and {cols.shape}")
+    if not (np.all(np.isfinite(rows)) and np.all(np.isfinite(cols)) and rows.min() >= 0 and cols.min() >= 0):
+        raise ValueError("profile: expected finite, nonnegative row and column variances")
+    check_number(profile.noise_var, "profile.noise_var", lo=0.0)
+    check_number(profile.gain, "profile.gain", lo=0.0)
     return profile
 
 
