@@ -349,6 +349,70 @@ def test_a_solve_that_stopped_early_converged_and_does_not_warn():
             assert int(r.iterations) < 200 and bool(r.converged) and float(np.max(r.residual)) <= tol
 
 
+def gaussian_singular_values(rng: np.random.Generator, V: int, d: int) -> np.ndarray:
+    """Singular values of a V×d standard Gaussian matrix (V ≥ d), drawn through the d×d bidiagonal with χ entries
+    that has the same law (Dumitriu & Edelman 2002): a 131,072×640 draw without the 131,072×640 matrix."""
+    a = np.sqrt(rng.chisquare(V - np.arange(d)))
+    b = np.sqrt(rng.chisquare(d - 1 - np.arange(d - 1)))
+    return np.linalg.svd(np.diag(a) + np.diag(b, 1), compute_uv=False)
+
+
+def test_a_dense_spectrum_far_above_the_noise_converges_where_the_terms_of_f_cancel():
+    """A 131,072×640 Gaussian W at s = σ_W/32 (int6-row): between the islands of its 640 values the terms of
+    f(m) = Σ_k w_k/D_k cancel and m ≈ 0, where |m − f|/|m| stalled above 1e-10 for 200 iterations (43 s, and a
+    ConvergenceWarning); measured against the size of the terms, those points converge with the rest."""
+    sigma = gaussian_singular_values(np.random.default_rng(1), 131072, 640)
+    seen = []
+    core = rmt._ds_core
+
+    def spy(*args):
+        seen.append(core(*args))
+        return seen[-1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rmt._ds_core = spy
+        try:
+            pred = rmt.predict_quantized(sigma, 131072, 640, (1 / 32.238) ** 2, bulk="dozier-silverstein")
+        finally:
+            rmt._ds_core = core
+    assert len(seen) == 1 and bool(seen[0].converged) and int(seen[0].iterations) < 40
+    assert pred.truncation_index == 640
+
+
+def test_the_quantile_grid_starts_at_weyls_bound_and_the_prediction_matches_simulation(monkeypatch):
+    """σ_r(S + E) ≥ σ_r(S) − ‖E‖: a tall W far above the noise has no singular value near 0, so the DS quantile
+    grid starts near σ_r(S) − s(√V + √d) instead of 0 (the grid from 0 spent 7/8 of its points on nothing), at
+    the same spacing; the predicted spectrum still matches a simulated W + E value by value (within 0.3%)."""
+    V, d, s = 8192, 128, 0.2
+    rng = np.random.default_rng(0)
+    S = rng.standard_normal((V, d))
+    sigma = singular_values(S)
+    grids = []
+    core = rmt._ds_core
+    monkeypatch.setattr(rmt, "_ds_core", lambda x, *a: grids.append(x) or core(x, *a))
+    pred = np.asarray(rmt.predict_quantized(sigma, V, d, s * s, bulk="dozier-silverstein").sigma, np.float64)
+    low = (sigma[-1] - s * (math.sqrt(V) + math.sqrt(d))) / s  # the solve runs in units of s
+    x = grids[0]
+    assert math.sqrt(x[0] * V) >= low - 6.0 and math.sqrt(x[-1] * V) <= 1.01 * (sigma[0] / s + 2 * math.sqrt(V))
+    assert x.size < 0.25 * rmt._DS_QUANTILE_GRID_MAX
+    measured = singular_values(S + s * rng.standard_normal((V, d)))
+    np.testing.assert_allclose(pred, measured, rtol=5e-3)  # W's own values miss by 2.3%, the spiked map's by 0.8%
+
+
+def test_a_solve_on_a_grid_in_blocks_equals_the_solve_point_by_point():
+    """Above 4,096 points the map runs in blocks of 256 and the grid is padded to a size of a short ladder
+    (copies of its last point, dropped): neither changes the density at a point."""
+    t, x = np.arange(1, 129) ** -1.0, np.linspace(0.001, 2.0, 5000)
+    whole = rmt.dozier_silverstein_density(x, t, 0.25, 1e-3)
+    part = rmt.dozier_silverstein_density(x[::50], t, 0.25, 1e-3)
+    assert np.asarray(whole.density).shape == (5000,)
+    np.testing.assert_allclose(np.asarray(whole.density)[::50], np.asarray(part.density), rtol=1e-9, atol=1e-12)
+    for g in (1, 256, 257, 2325, 4097, 32768, 40000):
+        n = rmt._padded_size(g)
+        assert g <= n <= max(g, 1.19 * g + rmt._DS_BLOCK) and (g <= rmt._DS_BLOCK or n % rmt._DS_BLOCK == 0)
+
+
 def test_non_convergence_warns_with_the_max_residual():
     sigma = power_law_signal(200, 0.5, 800 * 200)
     with pytest.warns(rmt.ConvergenceWarning, match=r"max relative residual .* > tol"):

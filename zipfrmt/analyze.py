@@ -162,11 +162,12 @@ def analyze_matrix(
     cut near θ_c; Marchenko–Pastur
     elsewhere, where MP's count is exact — :func:`zipfrmt.rmt.choose_bulk`, which ``"predicted"`` uses too),
     ``"mp"`` (the fastest) or ``"dozier-silverstein"`` for every spec
-    (a solve of the DS law on 2 CPU cores: about 0.05 s at 4096×256, 0.4 s at 65,536×640 or 16,384×1024).
+    (a solve of the DS law on 2 CPU cores: about 0.05 s at 4096×256, 0.1 s at 65,536×640, 0.1–0.25 s at
+    16,384×1024; 0.4–1.3 s for a dense W far above the noise, at 8 bits).
     ``bulk`` is the bulk law of ``"predicted"`` (:func:`zipfrmt.rmt.predict_from_result`), ``"auto"`` by default;
     ``"mp"`` keeps the spiked map for σ_1 everywhere, which misses a dense W's (a Gaussian weight: stable rank
     6–30% off at 2–3 bits) but skips the DS solves: on a 65,536×640 Gaussian at the 20 default specs ``"auto"``
-    takes 1.7× the time of ``"mp"``; on a matrix with a spiked top and no dead-zone spec the two are the same.
+    takes 1.45× the time of ``"mp"``; on a matrix with a spiked top and no dead-zone spec the two are the same.
 
     ``profile``: at every dead-zone spec, add ``"predicted_profile"`` (the same fields), the prediction from W's
     spectrum and the row and column variances of the Bussgang residual ``Q − gW``
