@@ -85,7 +85,7 @@ def test_patterns_select_and_a_pattern_matching_nothing_lists_what_exists(model_
 def test_a_folder_of_another_analysis_is_refused_before_any_work(model_file, tmp_path):
     path, _ = model_file
     ma.analyze_model(path, ["int8-row"], tmp_path / "o", tensors=["embed*"], progress=lambda m: None)
-    with pytest.raises(ValueError, match="out: .* holds an analysis of another file, spec list or seed"):
+    with pytest.raises(ValueError, match="out: .* holds an analysis of another file, spec list, seed or bulk law"):
         ma.analyze_model(path, ["int4-row"], tmp_path / "o", tensors=["embed*"])
 
 
@@ -243,3 +243,46 @@ def test_two_local_processes_joined_by_jax_distributed_analyse_a_model_once(mode
     assert "| embed.weight |" in out0 and "| layers.0.mlp.weight |" in out0
     result = json.loads((out / "analysis.json").read_text())
     assert [t["tensor"] for t in result["tensors"]] == ["embed.weight", "layers.0.mlp.weight"]
+
+
+def test_the_bulk_law_is_chosen_for_every_tensor_and_a_folder_resumes_only_with_the_same_law(model_file, tmp_path):
+    """``bulk="mp"`` (``--bulk mp``) puts every prediction on the spiked map and Marchenko–Pastur — the fast law for a
+    model of dense weights; the folder records it, so a run with another law is refused before any work, and a
+    folder written before the option existed resumes as the default law."""
+    path, _ = model_file
+    out = tmp_path / "out"
+    res = ma.analyze_model(path, SPECS, out, bulk="mp", progress=lambda m: None)
+    rows = [row for t in res["tensors"] for row in t["quantized"]]
+    assert {row["predicted"]["bulk"] for row in rows} == {row["predicted_sketch"]["bulk"] for row in rows} == {"mp"}
+    assert json.loads((out / "config.json").read_text())["bulk"] == "mp"
+    with pytest.raises(ValueError, match="bulk law"):
+        ma.analyze_model(path, SPECS, out, progress=lambda m: None)
+    with pytest.raises(ValueError, match=r"bulk: expected one of .*got 'fast'"):
+        ma.analyze_model(path, SPECS, tmp_path / "other", bulk="fast")
+    assert not (tmp_path / "other").exists()
+    auto = tmp_path / "auto"
+    ma.analyze_model(path, SPECS, auto, progress=lambda m: None)
+    cfg = json.loads((auto / "config.json").read_text())
+    del cfg["bulk"]  # as written before --bulk
+    (auto / "config.json").write_text(json.dumps(cfg))
+    again = ma.analyze_model(path, SPECS, auto, progress=lambda m: None)
+    assert [t["tensor"] for t in again["tensors"]] == ["embed.weight", "layers.0.mlp.weight"]
+
+
+def test_cli_bulk_option_reaches_every_prediction_and_a_bad_law_is_refused(model_file, tmp_path, capsys):
+    from zipfrmt.cli import main
+
+    path, _ = model_file
+    out = tmp_path / "o"
+    assert main(["analyze", str(path), "--tensors", "*", "--quant", "int4-row", "--out", str(out),
+                 "--bulk", "mp"]) == 0
+    res = json.loads((out / "analysis.json").read_text())
+    assert {t["quantized"][0]["predicted"]["bulk"] for t in res["tensors"]} == {"mp"}
+    single = tmp_path / "one.json"
+    assert main(["analyze", str(path), "--tensor", "embed.weight", "--quant", "int2-tensor", "--bulk", "mp",
+                 "--json", str(single)]) == 0
+    assert json.loads(single.read_text())["quantized"][0]["predicted"]["bulk"] == "mp"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["analyze", str(path), "--tensors", "*", "--bulk", "fast"])
+    assert "--bulk: invalid choice: 'fast'" in capsys.readouterr().err

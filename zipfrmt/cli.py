@@ -203,6 +203,7 @@ def _run_analysis(W: Any, name: str, specs: list[Any], args: argparse.Namespace)
     with _progress(len(specs), "quantizing") as bar:
         report = analyze.analyze_matrix(
             W, specs, name=name, seed=args.seed, keep_spectra=bool(args.plot), profile=bool(args.profile),
+            bulk=args.bulk, sketch_bulk=args.bulk,
             progress=lambda spec: (bar.set_postfix_str(spec.label), bar.update()),
         )
     print_analysis(report)
@@ -281,14 +282,16 @@ def _analyze_model(args: argparse.Namespace, specs: list[Any]) -> int:
         jax.distributed.initialize(args.coordinator, num_processes=n, process_id=pid)
     try:
         result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
-                                              reference=args.reference, process_id=pid, num_processes=n)
+                                              reference=args.reference, process_id=pid, num_processes=n,
+                                              bulk=args.bulk)
         if args.coordinator:  # every process has finished its share: process 0 combines them
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("zipfrmt analyze: every share done")
             if pid == 0 and "pending" in result:
                 result = model_analysis.analyze_model(args.file, specs, out, tensors=patterns, seed=args.seed,
-                                                      reference=args.reference, progress=lambda m: None)
+                                                      reference=args.reference, progress=lambda m: None,
+                                                      bulk=args.bulk)
     except ValueError as exc:  # name the command-line options, not the function's parameters
         msg = str(exc)
         for name in ("tensors", "out", "reference"):
@@ -353,6 +356,11 @@ def _add_quant_options(p: argparse.ArgumentParser, granularity: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the matrix and of stochastic rounding")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the spectra on log-log axes")
+    p.add_argument("--bulk", default="auto", choices=["auto", "mp", "dozier-silverstein"],
+                   help="bulk law of the predictions: auto (default; Dozier-Silverstein where the spiked map is not "
+                        "enough: a dense W, the dead zone, a tail cut near the threshold), mp (the spiked map and "
+                        "Marchenko-Pastur: fastest, e.g. a whole model of dense weights 8x faster) or "
+                        "dozier-silverstein")
     p.add_argument("--profile", action="store_true",
                    help="at dead-zone specs, also predict from the row and column variances of the residual Q - gW "
                         "(the dead zone's count above the floor; 0.3-1.2 s a spec at 4096x256)")
