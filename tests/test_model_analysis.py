@@ -149,6 +149,8 @@ def test_a_shipped_gguf_is_compared_with_its_reference_export(shipped, tmp_path)
     assert stored["predicted"]["model"] in ("additive", "bussgang")
     ds = xr.open_dataset(tmp_path / "o" / "analysis.nc")
     assert list(ds["stored_dtype"].values) == ["Q4_0", "Q8_0"]
+    fast = ma.analyze_model(q, ["q4_0"], tmp_path / "mp", reference=ref, progress=lambda m: None, bulk="mp")
+    assert {row["predicted"]["bulk"] for t in fast["tensors"] for row in t["quantized"]} == {"mp"}  # "stored" too
 
 
 def test_a_reference_without_the_tensor_or_with_another_shape_is_refused_before_any_work(shipped, tmp_path):

@@ -217,7 +217,12 @@ def analyze_matrix(
 
 
 def compare_stored(
-    W_ref: Float[Array, "V d"] | np.ndarray, Q: Float[Array, "V d"] | np.ndarray, label: str, *, name: str = "W"
+    W_ref: Float[Array, "V d"] | np.ndarray,
+    Q: Float[Array, "V d"] | np.ndarray,
+    label: str,
+    *,
+    name: str = "W",
+    bulk: str = "auto",
 ) -> dict[str, Any]:
     """What a quantization that was *shipped* (``Q``, e.g. a GGUF tensor stored as Q4_K) did to the same tensor
     of a higher-precision export ``W_ref`` — one row in the schema of :func:`analyze_matrix`'s ``"quantized"``.
@@ -225,12 +230,14 @@ def compare_stored(
     There is no spec, hence no model noise variance: the noise is measured, ``E = Q − W_ref``, and the
     prediction from ``W_ref``'s spectrum uses the measured variance — the additive model when the error is
     uncorrelated with ``W_ref`` (``|g − 1| ≤ 0.02``), else the Bussgang model with the measured gain and
-    residual (:func:`zipfrmt.rmt.predict_from_result`; ``regime`` is decided by the gain alone).
+    residual (:func:`zipfrmt.rmt.predict_from_result`; ``regime`` is decided by the gain alone). ``bulk``: the
+    bulk law of both predictions, as in :func:`analyze_matrix`.
     """
     W_ref = check_matrix(W_ref, "reference")
     Q = check_matrix(Q, name)
     if tuple(W_ref.shape) != tuple(Q.shape):
         raise ValueError(f"reference: expected the shape of {name}, {tuple(Q.shape)}, got {tuple(W_ref.shape)}")
+    bulk = check_choice(bulk, "bulk", rmt.BULKS)
     shape = (int(Q.shape[0]), int(Q.shape[1]))
     Wj, Qj = as_float32_device(W_ref), as_float32_device(Q)
     s_fp = np.asarray(spectra.singular_values(Wj), np.float64)
@@ -241,9 +248,9 @@ def compare_stored(
                                             stats["bussgang_gain"])
 
     result = types.SimpleNamespace(**stats)  # the fields a result has
-    pred = rmt.predict_from_result(s_fp, *shape, result)
+    pred = rmt.predict_from_result(s_fp, *shape, result, bulk=bulk)
     sketched = _predict_sketched(s_fp, shape, result, Qj, sketch.top_singular_pair(Wj) if s_fp[0] > 0 else None,
-                                 pred=pred)
+                                 bulk, pred)
     head = {"spec": label, "format": "stored", "bits": None, "granularity": None, "rounding": None}
     return _quantized_row(head, s_q, shape, stats, pred, sketched)
 

@@ -232,7 +232,7 @@ def analyze_model(
         rep = analyze.analyze_matrix(W, specs, name=name, seed=seed, bulk=bulk, sketch_bulk=bulk)
         if reference is not None:
             rep["quantized"].insert(0, analyze.compare_stored(W, checkpoints.load_matrix(path, tensor=name),
-                                                              "stored", name=name))
+                                                              "stored", name=name, bulk=bulk))
         del W
         rep["stored_dtype"] = str(dtype)
         r = min(rep["shape"])
