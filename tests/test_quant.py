@@ -474,15 +474,40 @@ def test_column_scales_on_w_are_row_scales_on_its_transpose_with_the_same_key(sc
     assert col.noise_var_model == pytest.approx(row.noise_var_model, rel=1e-5)  # float32 sums, another order
 
 
+def _lowered_program(s, W):
+    """The program ``zq.quantize(W, s)`` runs, lowered (``max|W|`` in [0.5, 1))."""
+    from zipfrmt.quant import core
+
+    return core._measure_program(s).lower(core._program_spec(s), W, None, jnp.int32(0), jnp.int32(s.bits or 0), False)
+
+
+def test_the_widths_of_one_granularity_share_one_compiled_program():
+    """An analysis asks for 8, 6, 4, 3 and 2 bits at each granularity: the width is a traced argument, so they run
+    one compiled program (each costs ~0.2 s to compile and a few MB for the process's life), with results equal
+    to quantizing each width on its own terms — Δ = m/L correctly rounded, the levels clip(round(w/Δ), −L, L)·Δ."""
+    from zipfrmt.quant import core
+
+    W = np.asarray(jax.random.normal(jax.random.key(5), (333, 96)), np.float32)  # a shape no other test uses
+    before = core._measure._cache_size()
+    for bits in (8, 6, 4, 3, 2):
+        r = zq.quantize(W, f"int{bits}-column")
+        L = np.float32(2 ** (bits - 1) - 1)
+        step = np.abs(W).max(axis=0) / L  # float32 ÷ float32: the correctly rounded quotient
+        np.testing.assert_array_equal(np.asarray(r.scale).ravel(), step)
+        np.testing.assert_array_equal(np.asarray(r.dequantized), np.clip(np.round(W / step), -L, L) * step)
+    assert core._measure._cache_size() == before + 1
+    zq.quantize(W, "int1-column")  # the sign quantizer is another program
+    assert core._measure._cache_size() == before + 2
+
+
 @pytest.mark.parametrize("spec", ["int2-tensor", "int2-row", "int2-column", "int2-group32", "int4-row", "int8-group32"])
 def test_the_quantize_program_needs_no_scratch_the_size_of_w(spec):
     """Round-to-nearest quantization and its statistics take one output the size of W and small temporaries: at
     2 bits (L = 1) XLA:CPU once wrote a V×d array of ones for the clip, a transient as large as W."""
-    from zipfrmt.quant import core
 
     W = jnp.zeros((32768, 512), jnp.float32)  # large enough that the 2^20-entry chunks of a bit check are small
     s = zq.as_spec(spec)
-    compiled = core._measure_program(s).lower(s, W, None, jnp.int32(0), False).compile()
+    compiled = _lowered_program(s, W).compile()
     memory = compiled.memory_analysis()
     if memory is None:
         pytest.skip("this backend reports no memory analysis")
@@ -527,11 +552,10 @@ def test_a_real_format_program_needs_at_most_one_more_copy_of_w(spec):
     """Qwix's code-book lookup and the Bennett model's search run in chunks of rows: at most one W-sized
     temporary (the scaled input or the chunks' output), where compiled whole they took six; llama.cpp's formats
     compile without YNNPACK's reductions, which took one more copy (two for q5_1)."""
-    from zipfrmt.quant import core
 
     W = jnp.zeros((32768, 512), jnp.float32)
     s = zq.as_spec(spec)
-    memory = core._measure_program(s).lower(s, W, None, jnp.int32(0), False).compile().memory_analysis()
+    memory = _lowered_program(s, W).compile().memory_analysis()
     if memory is None:
         pytest.skip("this backend reports no memory analysis")
     assert memory.temp_size_in_bytes < 1.25 * W.nbytes

@@ -7,6 +7,7 @@ fluctuations they have to absorb, stated beside each one.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 
@@ -411,6 +412,19 @@ def test_a_solve_on_a_grid_in_blocks_equals_the_solve_point_by_point():
     for g in (1, 256, 257, 2325, 4097, 32768, 40000):
         n = rmt._padded_size(g)
         assert g <= n <= max(g, 1.19 * g + rmt._DS_BLOCK) and (g <= rmt._DS_BLOCK or n % rmt._DS_BLOCK == 0)
+
+
+def test_grids_of_new_lengths_on_one_padded_size_compile_nothing(caplog):
+    """Every spec of an analysis solves on a grid of its own length: with the solver compiled for a padded size,
+    grids of other lengths that pad to it run without compiling anything (a JAX op at each new length compiled a
+    program, 9 MB and 0.1 s each, never freed: 20 specs took 0.3 GB)."""
+    t = np.arange(1, 65) ** -1.0
+    rmt.dozier_silverstein_density(np.linspace(0.01, 2.0, 4400), t, 0.25, 1e-3)
+    assert {rmt._padded_size(g) for g in (4400, 4501, 4600, 4700)} == {rmt._padded_size(4400)}
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        for g in (4501, 4600, 4700):
+            rmt.dozier_silverstein_density(np.linspace(0.01, 2.0, g), t, 0.25, 1e-3)
+    assert not [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
 
 
 def test_non_convergence_warns_with_the_max_residual():

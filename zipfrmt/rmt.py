@@ -105,9 +105,18 @@ def _out(tree: Any) -> Any:
     result that underflows to all zeros — is a named error, never an Inf or a silent 0."""
 
     def cast(a: Any) -> Any:
-        out = a.astype(jax.dtypes.canonicalize_dtype(a.dtype))
-        if out.dtype != a.dtype and jnp.issubdtype(a.dtype, jnp.floating) and a.size:
-            a64, a32 = np.abs(np.asarray(a)), np.abs(np.asarray(out))  # NumPy: no silent cast of the float64 side
+        dtype = jax.dtypes.canonicalize_dtype(a.dtype)
+        if isinstance(a, jax.core.Tracer):
+            return a.astype(dtype)
+        # Cast in NumPy and put back: a JAX cast compiles a program for every new length, and the lengths of grids
+        # vary with every spec of an analysis (9 MB and 0.1 s each, never freed)
+        a = np.asarray(a)
+        out = a.astype(dtype)
+        if np.issubdtype(out.dtype, np.inexact):  # subnormals to 0, as XLA:CPU's cast (and arithmetic) would
+            for part in (out.real, out.imag) if np.iscomplexobj(out) else (out,):
+                part[np.abs(part) < np.finfo(out.dtype).tiny] = 0
+        if out.dtype != a.dtype and np.issubdtype(a.dtype, np.floating) and a.size:
+            a64, a32 = np.abs(a), np.abs(out)
             big = float(np.max(a64))
             if bool(np.any(np.isfinite(a64) & ~np.isfinite(a32))) or (big > 0 and float(np.max(a32)) == 0):
                 raise ValueError(
@@ -115,7 +124,7 @@ def _out(tree: Any) -> Any:
                     f"{big:.4g}; rescale the inputs (the laws are homogeneous in the scale) or enable "
                     "jax.config.update('jax_enable_x64', True)"
                 )
-        return out
+        return jax.device_put(out)  # jnp.asarray would compile a copy per length too
 
     return jax.tree.map(cast, tree)
 
@@ -670,9 +679,9 @@ def _ds_core(
     xx = np.pad(xx, (0, _padded_size(g) - g), mode="edge")  # copies of the last point, dropped after the solve
     with jax.enable_x64(True):
         m, res, it, conv = _ds_solve(
-            jnp.asarray(xx),
-            jnp.asarray(tt),
-            jnp.asarray(ww),
+            jax.device_put(xx),
+            jax.device_put(tt),
+            jax.device_put(ww),
             jnp.float64(cc),
             jnp.float64(s2),
             jnp.float64(ee),
@@ -680,12 +689,12 @@ def _ds_core(
             jnp.float64(tol),
             jnp.asarray(max_iter),
         )
-        m, res = m[:g], res[:g]
-        density = jnp.maximum(m.imag, 0.0) / (jnp.pi * rescale**2)
-        if c > 1:
-            z = jnp.asarray(x) + 1j * eta
-            m = m / c**2 - (1.0 - 1.0 / c) / z
-        result = DSResult(density, m, res, it, conv)
+    # The grid's own length from here on, in NumPy: a JAX op at a new length compiles (see _out)
+    m, res = np.asarray(m)[:g], np.asarray(res)[:g]
+    density = np.maximum(m.imag, 0.0) / (np.pi * rescale**2)
+    if c > 1:
+        m = m / c**2 - (1.0 - 1.0 / c) / (np.asarray(x, np.float64) + 1j * eta)
+    result = DSResult(density, m, res, np.asarray(it), np.asarray(conv))
     if not bool(conv):
         res_np = np.asarray(res)
         worst = int(np.argmax(res_np))

@@ -50,9 +50,12 @@ def _check_key(spec: QuantSpec, key: Any) -> Any:
     return key
 
 
-def _format_quantize(spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.Array) -> tuple[jax.Array, ...]:
+def _format_quantize(
+    spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.Array, bits: uniform.Bits
+) -> tuple[jax.Array, ...]:
     """(Q(W), scales, in-range mask, scales in units of ``2^u``) from the spec's format; ``W`` float32, ``u`` the
-    binary exponent of ``max|W|``.
+    binary exponent of ``max|W|``, ``bits`` the ``int`` format's width (an int, or traced: see :func:`_program_spec`;
+    the registry's ``int`` quantizer, :func:`~zipfrmt.quant.uniform.quantize_uniform`, is called with it).
 
     The ``int`` quantizer scales each group by a power of two itself (:mod:`zipfrmt.quant.uniform`). A real format
     (Qwix) sees ``W`` as it is while ``max|W| ∈ [2^−16, 2^11)``, and ``W·2^−u`` (``max|W·2^−u| ∈ [0.5, 1)``)
@@ -63,7 +66,7 @@ def _format_quantize(spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.A
     """
     fmt = FORMATS[spec.format]
     if spec.format == "int":
-        deq, scale, inside = fmt.quantize(spec, W, key)
+        deq, scale, inside = uniform.quantize_uniform(spec, W, key, bits if spec.bits > 1 else 1)
         return deq, scale, inside, times_pow2(scale, -u)
     lo, hi = _REAL_FORMAT_WINDOW
     shift = jnp.where((u >= lo) & (u <= hi), 0, u)
@@ -79,17 +82,18 @@ _PLAIN_STATS_EXPONENT = 32
 
 
 def _quantize_and_measure(
-    spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.Array, scaled: bool
+    spec: QuantSpec, W: Float[Array, "V d"], key: Any, u: jax.Array, bits: uniform.Bits, scaled: bool
 ) -> tuple[jax.Array, ...]:
     """Quantization and all its noise statistics in one compiled program (XLA fuses the passes over W).
 
-    ``u`` is the binary exponent of ``max|W|`` (from the caller, who has ``max|W|`` already). With ``scaled``, the
+    ``u`` is the binary exponent of ``max|W|`` (from the caller, who has ``max|W|`` already), ``bits`` the width of
+    an ``int`` spec (traced: ``spec`` is :func:`_program_spec`'s, one program for every width ≥ 2). With ``scaled``, the
     statistics are measured on ``W``, ``Q(W)`` and the scales divided by ``2^u`` (exact), so that no square overflows
     or underflows in float32 (:func:`~zipfrmt.quant.noise_moments`); without, on them as they are. An entry of
     ``Q(W)`` that overflowed float32 makes ``noise_var_measured`` infinite.
     """
     fmt = FORMATS[spec.format]
-    deq, scale, _, scale_u = _format_quantize(spec, W, key, u)
+    deq, scale, _, scale_u = _format_quantize(spec, W, key, u, bits)
     flushed = (scale_u == 0) & (spec.format != "int")  # a real format's own zero scale (nvfp4's e4m3 flush)
     if scaled:
         W_u, deq_u = times_pow2(W, -u), times_pow2(deq, -u)
@@ -109,8 +113,15 @@ def _quantize_and_measure(
 #: them (temporaries 2.0× against 1.04× W's size; time −34% to +20% by format). So a row spec's program and a
 #: llama.cpp format's are compiled without them.
 _NO_YNN_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-_measure = jax.jit(_quantize_and_measure, static_argnums=(0, 4))
-_measure_no_ynn = jax.jit(_quantize_and_measure, static_argnums=(0, 4), compiler_options=_NO_YNN_FUSIONS)
+_measure = jax.jit(_quantize_and_measure, static_argnums=(0, 5))
+_measure_no_ynn = jax.jit(_quantize_and_measure, static_argnums=(0, 5), compiler_options=_NO_YNN_FUSIONS)
+
+
+def _program_spec(spec: QuantSpec) -> QuantSpec:
+    """The spec a compiled program is keyed on: an ``int`` spec of ``b ≥ 2`` bits with ``b`` replaced by 2 (the width
+    is a traced argument), so that the widths of an analysis (8, 6, 4, 3, 2 at one granularity) share one program —
+    each costs ~0.2 s to compile and a few MB kept for the process's life."""
+    return spec.replace(bits=2) if spec.format == "int" and spec.bits > 1 else spec
 
 
 @functools.cache
@@ -198,7 +209,8 @@ def quantize(
         W = W.astype(jnp.float32)
     u = math.frexp(amax)[1]  # max|W|·2^-u ∈ [0.5, 1)
     measure = _measure_program(spec)
-    deq, scale, moments, flushed = measure(spec, W, key, jnp.int32(u), abs(u) > _PLAIN_STATS_EXPONENT)
+    deq, scale, moments, flushed = measure(_program_spec(spec), W, key, jnp.int32(u), jnp.int32(spec.bits or 0),
+                                           abs(u) > _PLAIN_STATS_EXPONENT)
     stats = with_regime(moments)
     _check_result(spec, scale, flushed, not math.isfinite(stats["noise_var_measured"]), amax)
     return QuantResult(dequantized=deq, scale=scale, spec=spec, **stats)
@@ -249,7 +261,7 @@ def _quantize_as(spec: QuantSpec, W: jax.Array, key: Any) -> tuple[jax.Array, ja
     Compiled like :func:`quantize` also when called eagerly: XLA rewrites some arithmetic inside a compiled program
     (``m/L`` differs by an ulp from the eager division), and the forward must equal ``quantize``'s exactly."""
     W32 = W.astype(jnp.float32)
-    deq, _, inside, _ = _format_quantize(spec, W32, key, binary_exponent(jnp.max(jnp.abs(W32))))
+    deq, _, inside, _ = _format_quantize(spec, W32, key, binary_exponent(jnp.max(jnp.abs(W32))), spec.bits)
     return deq.astype(W.dtype), inside
 
 

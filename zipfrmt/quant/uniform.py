@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 __all__ = ["MIN_STEP", "MSE_GRID", "binary_exponent", "group_reduce", "quantize_uniform", "row_sums",
            "times_pow2", "uniform_noise_var"]
 
+#: A bit width: a Python int, or a traced integer (one compiled program for every width; see quantize_uniform).
+Bits = int | jax.Array
+
 #: Grid of clipping ratios ``c`` (of the absmax) searched by ``clip="mse"``.
 MSE_GRID = tuple(k / 100 for k in range(10, 101))
 
@@ -176,27 +179,29 @@ def _round(y: jax.Array, spec: QuantSpec, key: PRNGKeyArray | None) -> jax.Array
     return jnp.floor(y + jax.random.uniform(key, y.shape, y.dtype))
 
 
-def _symmetric(X: jax.Array, m: jax.Array, spec: QuantSpec, key: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _symmetric(
+    X: jax.Array, m: jax.Array, spec: QuantSpec, key: Any, bits: Bits
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns (dequantized, step Δ per group, in-range mask) for symmetric b ≥ 2 with range m per group.
 
     ``Δ = m/L`` cannot overflow; where it underflows to 0 the group has a nonzero range but no float32 grid, and its
     step is reported as 0 (flagged by :func:`_quantize_groups`). A range of 0 gives ``Δ = 1`` and an all-zero output.
     """
-    L = 2 ** (spec.bits - 1) - 1
+    # L as an opaque scalar, whether ``bits`` is traced or not: ``m/L`` is then always a true division (XLA:CPU
+    # rewrites a division by a constant as a product with its reciprocal, an ulp off at some m), and with L = 1
+    # (2 bits) XLA:CPU does not write a V×d array of ones for the clip into the reductions that re-derive Q.
+    L = jax.lax.optimization_barrier(jnp.asarray(2 ** (bits - 1) - 1, jnp.float32))
     raw = m / L
     ok = raw > 0
     step = jnp.where(ok, raw, 1.0)
     y = _divide(X, step)
-    # L as an opaque scalar: with L = 1 (2 bits) XLA:CPU otherwise writes a V×d array of ones for the clip into the
-    # reductions that re-derive Q (a transient the size of W); the value and the result are the same.
-    L_ = jax.lax.optimization_barrier(jnp.float32(L))
-    q = jnp.clip(_round(jnp.clip(y, -L_, L_), spec, key), -L_, L_) * step
+    q = jnp.clip(_round(jnp.clip(y, -L, L), spec, key), -L, L) * step
     q = jnp.where(ok, q, 0.0)
     return q, jnp.where(m > 0, raw, 1.0), jnp.abs(X) <= m
 
 
 def _asymmetric(
-    X: jax.Array, lo: jax.Array, hi: jax.Array, spec: QuantSpec, key: Any
+    X: jax.Array, lo: jax.Array, hi: jax.Array, spec: QuantSpec, key: Any, bits: Bits
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """As :func:`_symmetric`, asymmetric: ``Δ = (hi − lo)/(2^b − 1)``, zero point ``round(−lo/Δ)``.
 
@@ -204,7 +209,7 @@ def _asymmetric(
     (halving is exact). A constant group ``c`` gets ``Δ = |c|`` (reproduced exactly), an all-zero one ``Δ = 1``, and
     a group whose span is so small that ``Δ`` underflows to 0 is reported with step 0 (no float32 grid).
     """
-    top = 2**spec.bits - 1
+    top = jax.lax.optimization_barrier(jnp.asarray(2**bits - 1, jnp.float32))  # opaque, as L in _symmetric
     raw = (hi - lo) / top
     raw = jnp.where(jnp.isfinite(raw), raw, (hi * 0.5 - lo * 0.5) / top * 2.0)
     constant = hi == lo
@@ -216,7 +221,7 @@ def _asymmetric(
     return q, reported, (X >= lo) & (X <= hi)
 
 
-def _mse_ratio(X: jax.Array, spec: QuantSpec) -> jax.Array:
+def _mse_ratio(X: jax.Array, spec: QuantSpec, bits: Bits) -> jax.Array:
     """Per-group clipping ratio c from MSE_GRID minimising Σ(Q_c(x) − x)² with nearest rounding (kept dims).
 
     ``c`` is scale-free, so the search runs on each group in its binary scale (``x·2^−e``, ``max|x·2^−e| ∈ [0.5, 1)``;
@@ -230,9 +235,9 @@ def _mse_ratio(X: jax.Array, spec: QuantSpec) -> jax.Array:
 
     def error(c: jax.Array) -> jax.Array:
         if spec.scheme == "symmetric":
-            q, _, _ = _symmetric(X, c * amax, nearest, None)
+            q, _, _ = _symmetric(X, c * amax, nearest, None, bits)
         else:
-            q, _, _ = _asymmetric(X, c * lo0, c * hi0, nearest, None)
+            q, _, _ = _asymmetric(X, c * lo0, c * hi0, nearest, None, bits)
         return jnp.sum(jnp.square(q - X), axis=ax, keepdims=True)
 
     errs = jax.lax.map(error, jnp.asarray(MSE_GRID, X.dtype))  # (n_grid, *group shape)
@@ -281,7 +286,7 @@ def _magnitude_bits_max(X: Float[Array, "G n"], ax: int) -> jax.Array:
 
 
 def _quantize_groups(
-    X: Float[Array, "G n"], spec: QuantSpec, key: Any, valid: Float[Array, "G n"]
+    X: Float[Array, "G n"], spec: QuantSpec, key: Any, valid: Float[Array, "G n"], bits: Bits
 ) -> tuple[jax.Array, ...]:
     """(dequantized, step per group, in-range mask) for every group of X; ``valid`` is 0 on padding, else 1.
 
@@ -306,34 +311,38 @@ def _quantize_groups(
         elif spec.clip == "percentile":
             m = jnp.percentile(jnp.abs(X), spec.percentile, axis=ax, keepdims=True)
         else:
-            m = _mse_ratio(X, spec) * amax
-        q, step, inside = _symmetric(X, m, spec, key)
+            m = _mse_ratio(X, spec, bits) * amax
+        q, step, inside = _symmetric(X, m, spec, key, bits)
     else:
         lo, hi = jnp.min(X, axis=ax, keepdims=True), jnp.max(X, axis=ax, keepdims=True)
         if spec.clip == "percentile":
             lo = jnp.percentile(X, 100 - spec.percentile, axis=ax, keepdims=True)
             hi = jnp.percentile(X, spec.percentile, axis=ax, keepdims=True)
         elif spec.clip == "mse":
-            c = _mse_ratio(X, spec)
+            c = _mse_ratio(X, spec, bits)
             lo, hi = c * lo, c * hi
-        q, step, inside = _asymmetric(X, lo, hi, spec, key)
+        q, step, inside = _asymmetric(X, lo, hi, spec, key, bits)
     too_small = _subnormal_only(X, amax, ax) | ((amax > 0) & (step < MIN_STEP))
     return q, jnp.where(too_small, 0.0, step).reshape(-1), inside
 
 
 def quantize_uniform(
-    spec: QuantSpec, W: Float[Array, "V d"], key: PRNGKeyArray | None
+    spec: QuantSpec, W: Float[Array, "V d"], key: PRNGKeyArray | None, bits: Bits | None = None
 ) -> tuple[Float[Array, "V d"], jax.Array, Bool[Array, "V d"]]:
     """(``Q_b(W)`` in W's dtype, the steps Δ in the granularity's layout, the in-clip-range mask). Pure, jit-able.
 
     Steps: a scalar (``tensor``), ``(V, 1)`` (``row``), ``(1, d)`` (``column``) or ``(V, ceil(d/g))``
     (``group``); for ``b = 1``, ``Δ = 2·mean|w|`` (the spacing of the levels ±mean|w|). A zero group has ``Δ = 1``;
     a nonzero group whose step would be below :data:`MIN_STEP` has ``Δ = 0`` (float32 cannot hold its grid).
+
+    ``bits``: the width ``b`` as a traced integer, for a spec of ``b ≥ 2`` (``spec.bits`` then only says that it is
+    not 1): one compiled program serves every width of a spec's other fields. Default: ``spec.bits``.
     """
     shape = W.shape
     Wf = W.astype(jnp.float32)
     X = _to_groups(Wf, spec)
-    q, step, inside = _quantize_groups(X, spec, key, jnp.broadcast_to(_valid_mask(spec, shape), X.shape))
+    bits = spec.bits if bits is None else bits
+    q, step, inside = _quantize_groups(X, spec, key, jnp.broadcast_to(_valid_mask(spec, shape), X.shape), bits)
     deq = _from_groups(q, spec, shape).astype(W.dtype)
     inside = _from_groups(inside, spec, shape)
     return deq, _step_layout(step, spec, shape), inside
