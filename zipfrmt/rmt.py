@@ -111,7 +111,8 @@ def _out(tree: Any) -> Any:
         # Cast in NumPy and put back: a JAX cast compiles a program for every new length, and the lengths of grids
         # vary with every spec of an analysis (9 MB and 0.1 s each, never freed)
         a = np.asarray(a)
-        out = a.astype(dtype)
+        with np.errstate(over="ignore"):  # an overflow is the named error below
+            out = a.astype(dtype)
         if np.issubdtype(out.dtype, np.inexact):  # subnormals to 0, as XLA:CPU's cast (and arithmetic) would
             for part in (out.real, out.imag) if np.iscomplexobj(out) else (out,):
                 part[np.abs(part) < np.finfo(out.dtype).tiny] = 0

@@ -106,12 +106,13 @@ def _quantize_and_measure(
     return deq, scale, moments, flushed
 
 
-#: XLA:CPU compiles reductions into YNNPACK fusions by default. Along rows (a scale per row) they take a scratch of
-#: ¾ of W's size that XLA's buffer assignment does not see, and run 1.8× slower than XLA's own loops (262,144×640,
-#: 2 cores: 914 against 519 ms, peak 1.76× against 1.05× W's size); per tensor, column or group they are as fast or
-#: faster (tensor: 364 against 495 ms) with no such scratch. llama.cpp's block formats take one more copy of W with
-#: them (temporaries 2.0× against 1.04× W's size; time −34% to +20% by format). So a row spec's program and a
-#: llama.cpp format's are compiled without them.
+#: XLA:CPU compiles reductions into YNNPACK fusions by default. Along rows (a scale per row or per group) they take
+#: a scratch of ¾ of W's size that XLA's buffer assignment does not see, and the statistics' sums run slower than
+#: XLA's own loops (131,072×640 on 2 cores, with the groups' max and min in one variadic reduce,
+#: :func:`zipfrmt.quant.uniform._max_min`: row 546 against 301 ms, group32 444 against 382 ms); per tensor and per
+#: column they are as fast or faster (tensor: 324 against 353 ms) with no such scratch. llama.cpp's block formats
+#: take one more copy of W with them (temporaries 2.0× against 1.04× W's size; time −34% to +20% by format). So a
+#: row or group spec's program and a llama.cpp format's are compiled without them.
 _NO_YNN_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _measure = jax.jit(_quantize_and_measure, static_argnums=(0, 5))
 _measure_no_ynn = jax.jit(_quantize_and_measure, static_argnums=(0, 5), compiler_options=_NO_YNN_FUSIONS)
@@ -137,7 +138,7 @@ def _no_ynn_supported() -> bool:
 
 
 def _measure_program(spec: QuantSpec) -> Any:
-    lean = spec.granularity == "row" or spec.format in ggml.GGML_FORMATS
+    lean = spec.granularity in ("row", "group") or spec.format in ggml.GGML_FORMATS
     return _measure_no_ynn if lean and _no_ynn_supported() else _measure
 
 
