@@ -90,6 +90,22 @@ def test_host_gram_in_blocks_is_more_accurate_than_one_float32_product():
     assert host < compiled / 2
 
 
+@pytest.mark.parametrize("layout", ["rows", "a transposed view"])
+def test_host_gram_in_float64_is_the_float64_product_whole_and_symmetric(layout):
+    """The float64 Gram matrix: blocks cast into one buffer and added in place by BLAS ``dsyrk`` into one triangle,
+    mirrored — the float64 product ``WᵀW`` of the whole matrix to rounding, across a last, shorter block, for a
+    strided input too, and scaled exactly by ``2^−2e``."""
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((5000, 70)).astype(np.float32) if layout == "rows" else \
+        rng.standard_normal((70, 5000)).astype(np.float32).T
+    W64 = W.astype(np.float64)
+    ref = W64.T @ W64
+    G = S.host_gram(W, 0, np.float64, 2048)  # blocks of 2048, 2048 and 904 rows
+    np.testing.assert_array_equal(G, G.T)
+    np.testing.assert_allclose(G, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_array_equal(S.host_gram(W * 2.0**40, 40, np.float64, 2048), G)
+
+
 @pytest.mark.parametrize("V,a,first", [(800, 0.5, np.float32), (800, 1.5, np.float64), (799, 0.5, np.float64)])
 def test_auto_on_the_host_takes_one_pass(monkeypatch, V, a, first):
     """A spectrum already too wide in ~4d sampled rows goes straight to the float64 Gram matrix; a narrow one
