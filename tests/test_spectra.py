@@ -92,9 +92,8 @@ def test_host_gram_in_blocks_is_more_accurate_than_one_float32_product():
 
 @pytest.mark.parametrize("layout", ["rows", "a transposed view"])
 def test_host_gram_in_float64_is_the_float64_product_whole_and_symmetric(layout):
-    """The float64 Gram matrix: blocks cast into one buffer and added in place by BLAS ``dsyrk`` into one triangle,
-    mirrored — the float64 product ``WᵀW`` of the whole matrix to rounding, across a last, shorter block, for a
-    strided input too, and scaled exactly by ``2^−2e``."""
+    """The float64 Gram matrix summed over row blocks is the float64 product ``WᵀW`` of the whole matrix to rounding,
+    across a last, shorter block, for a strided input too; symmetric, and scaled exactly by ``2^−2e``."""
     rng = np.random.default_rng(4)
     W = rng.standard_normal((5000, 70)).astype(np.float32) if layout == "rows" else \
         rng.standard_normal((70, 5000)).astype(np.float32).T
