@@ -19,8 +19,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/zipfrmt reproduce --scale quick
 
-# Test files run in parallel, each whole file on one worker (its module fixtures are built once); 12-13 min on
-# 2 cores, about 22 min serially.
+# Test files run in parallel, each whole file on one worker (its module fixtures are built once); 7-13 min on
+# 2 cores (6 min 40 s at the last measurement), about twice that serially.
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
