@@ -259,8 +259,9 @@ def fake_quant(
 def _quantize_as(spec: QuantSpec, W: jax.Array, key: Any) -> tuple[jax.Array, jax.Array]:
     """(Q(W) in W's dtype, in-range mask): the format's quantizer on a float32 copy, as :func:`quantize` runs it.
 
-    Compiled like :func:`quantize` also when called eagerly: XLA rewrites some arithmetic inside a compiled program
-    (``m/L`` differs by an ulp from the eager division), and the forward must equal ``quantize``'s exactly."""
+    Compiled like :func:`quantize` also when called eagerly: XLA may rewrite arithmetic inside a compiled program
+    (it once turned ``m/L`` into a product with ``1/L``, an ulp off), and the forward must equal ``quantize``'s
+    exactly. The width is a constant here and traced there; both divide by an opaque ``L``, so the steps agree."""
     W32 = W.astype(jnp.float32)
     deq, _, inside, _ = _format_quantize(spec, W32, key, binary_exponent(jnp.max(jnp.abs(W32))), spec.bits)
     return deq.astype(W.dtype), inside
