@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
@@ -481,23 +483,23 @@ def _lowered_program(s, W):
     return core._measure_program(s).lower(core._program_spec(s), W, None, jnp.int32(0), jnp.int32(s.bits or 0), False)
 
 
-def test_the_widths_of_one_granularity_share_one_compiled_program():
+def test_the_widths_of_one_granularity_share_one_compiled_program(caplog):
     """An analysis asks for 8, 6, 4, 3 and 2 bits at each granularity: the width is a traced argument, so they run
     one compiled program (each costs ~0.2 s to compile and a few MB for the process's life), with results equal
     to quantizing each width on its own terms — Δ = m/L correctly rounded, the levels clip(round(w/Δ), −L, L)·Δ."""
-    from zipfrmt.quant import core
-
     W = np.asarray(jax.random.normal(jax.random.key(5), (333, 96)), np.float32)  # a shape no other test uses
-    before = core._measure._cache_size()
-    for bits in (8, 6, 4, 3, 2):
-        r = zq.quantize(W, f"int{bits}-column")
-        L = np.float32(2 ** (bits - 1) - 1)
-        step = np.abs(W).max(axis=0) / L  # float32 ÷ float32: the correctly rounded quotient
-        np.testing.assert_array_equal(np.asarray(r.scale).ravel(), step)
-        np.testing.assert_array_equal(np.asarray(r.dequantized), np.clip(np.round(W / step), -L, L) * step)
-    assert core._measure._cache_size() == before + 1
-    zq.quantize(W, "int1-column")  # the sign quantizer is another program
-    assert core._measure._cache_size() == before + 2
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        for bits in (8, 6, 4, 3, 2):
+            r = zq.quantize(W, f"int{bits}-column")
+            L = np.float32(2 ** (bits - 1) - 1)
+            step = np.abs(W).max(axis=0) / L  # float32 ÷ float32: the correctly rounded quotient
+            np.testing.assert_array_equal(np.asarray(r.scale).ravel(), step)
+            np.testing.assert_array_equal(np.asarray(r.dequantized), np.clip(np.round(W / step), -L, L) * step)
+        compiled = [m for m in caplog.messages if m.startswith("Compiling jit(_quantize_and_measure)")]
+        assert len(compiled) == 1
+        zq.quantize(W, "int1-column")  # the sign quantizer is another program
+        compiled = [m for m in caplog.messages if m.startswith("Compiling jit(_quantize_and_measure)")]
+        assert len(compiled) == 2
 
 
 @pytest.mark.parametrize("spec", ["int2-tensor", "int2-row", "int2-column", "int2-group32", "int4-row", "int8-group32"])
