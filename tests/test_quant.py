@@ -506,7 +506,6 @@ def test_the_widths_of_one_granularity_share_one_compiled_program(caplog):
 def test_the_quantize_program_needs_no_scratch_the_size_of_w(spec):
     """Round-to-nearest quantization and its statistics take one output the size of W and small temporaries: at
     2 bits (L = 1) XLA:CPU once wrote a V×d array of ones for the clip, a transient as large as W."""
-
     W = jnp.zeros((32768, 512), jnp.float32)  # large enough that the 2^20-entry chunks of a bit check are small
     s = zq.as_spec(spec)
     compiled = _lowered_program(s, W).compile()
@@ -554,7 +553,6 @@ def test_a_real_format_program_needs_at_most_one_more_copy_of_w(spec):
     """Qwix's code-book lookup and the Bennett model's search run in chunks of rows: at most one W-sized
     temporary (the scaled input or the chunks' output), where compiled whole they took six; llama.cpp's formats
     compile without YNNPACK's reductions, which took one more copy (two for q5_1)."""
-
     W = jnp.zeros((32768, 512), jnp.float32)
     s = zq.as_spec(spec)
     memory = _lowered_program(s, W).compile().memory_analysis()

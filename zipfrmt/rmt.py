@@ -697,11 +697,10 @@ def _ds_core(
         m = m / c**2 - (1.0 - 1.0 / c) / (np.asarray(x, np.float64) + 1j * eta)
     result = DSResult(density, m, res, np.asarray(it), np.asarray(conv))
     if not bool(conv):
-        res_np = np.asarray(res)
-        worst = int(np.argmax(res_np))
+        worst = int(np.argmax(res))
         warnings.warn(
             f"{caller}: the Dozier–Silverstein fixed point did not converge in {int(it)} iterations "
-            f"(max_iter={max_iter}): max relative residual {res_np[worst]:.3g} > tol={tol:g}, at "
+            f"(max_iter={max_iter}): max relative residual {res[worst]:.3g} > tol={tol:g}, at "
             f"x = {x[worst]:.6g}; the density there is unreliable. Raise max_iter (or eta).",
             ConvergenceWarning,
             stacklevel=3,
