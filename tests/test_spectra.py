@@ -118,6 +118,25 @@ def test_auto_on_the_host_takes_one_pass(monkeypatch, V, a, first):
     assert rel_err(s, lapack_sv(W)) <= S.AUTO_RTOL
 
 
+@pytest.mark.parametrize("eigenvalues,narrow,eigvalsh_calls", [
+    ([1.0, 0.5, 0.1], True, 0),  # every eigenvalue above τ: the first Cholesky succeeds
+    ([1.0, 1e-5, 1e-6], False, 0),  # one in [λ_0, τ): the second Cholesky says so
+    ([1.0, 0.5, 0.0], True, 1),  # rank-deficient, the rest narrow: the full spectrum decides
+    ([1.0, 1e-5, 0.0], False, 1),  # rank-deficient and wide
+])
+def test_the_row_sample_reading_of_the_rule_decides_by_inertia(monkeypatch, eigenvalues, narrow, eigvalsh_calls):
+    """``_looks_narrow`` on Gram matrices of known spectra (τ = λ_1·3.3e-5/9 ≈ 3.7e-6·λ_1, λ_0 = 1e-6·λ_1/9):
+    two Cholesky factorisations tell narrow from wide; ``eigvalsh`` runs only where eigenvalues lie below λ_0."""
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
+    G = (Q * np.array(eigenvalues)) @ Q.T
+    calls = []
+    real = np.linalg.eigvalsh
+    monkeypatch.setattr(np.linalg, "eigvalsh", lambda a: calls.append(1) or real(a))
+    assert S._looks_narrow(G) is narrow
+    assert len(calls) == eigvalsh_calls
+
+
 def test_jax_and_numpy_inputs_on_the_cpu_agree():
     W = power_law_np(3000, 80, 0.8)
     np.testing.assert_array_equal(np.asarray(S.singular_values(jnp.asarray(W))), np.asarray(S.singular_values(W)))
@@ -401,6 +420,47 @@ def test_fixed_xmin_above_the_tail_is_a_clear_error():
 def test_singular_values_rejects_bad_matrices(W, exc, pattern):
     with pytest.raises(exc, match=pattern):
         S.singular_values(W)
+
+
+@pytest.mark.parametrize("where", ["first rows", "middle", "last row"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_large_matrix_is_scanned_in_row_ranges_that_miss_nothing(where, bad):
+    """From ``THREADED_SCAN_SIZE`` entries the max/min check reads row ranges in threads: a NaN or ±inf in any
+    range is still named, and the largest |w| is found wherever it lies."""
+    from zipfrmt import checks
+
+    V = checks.THREADED_SCAN_SIZE // 64 + 3  # above the threshold, rows not divisible by the ranges
+    W = np.random.default_rng(6).standard_normal((V, 64)).astype(np.float32)
+    row = {"first rows": 1, "middle": V // 2, "last row": V - 1}[where]
+    W[row, 5] = -1e6
+    assert checks.check_matrix_max_abs(W)[1] == 1e6
+    assert checks.host_max_min(W.T) == (float(W.max()), float(W.min()))  # a strided view, ranges of columns
+    W[row, 7] = bad
+    with pytest.raises(ValueError, match="W: expected finite entries, got 1 NaN or Inf"):
+        S.singular_values(W)
+
+
+def test_a_jax_array_is_read_for_its_max_once_while_it_lives(monkeypatch):
+    """JAX arrays are immutable: an analysis that quantizes one W at many specs reads it for max|W| once. A NumPy
+    array (mutable) is read at every call, and an array that died takes its entry with it."""
+    import gc
+
+    from zipfrmt import checks
+
+    reads = []
+    real = checks.host_max_min
+    monkeypatch.setattr(checks, "host_max_min", lambda h: reads.append(h.shape) or real(h))
+    W = jnp.asarray(power_law_np(300, 40, 0.5))
+    assert [checks.check_matrix_max_abs(W)[1] for _ in range(3)] == [float(jnp.max(jnp.abs(W)))] * 3
+    assert len(reads) == 1
+    Wn = np.array(W)
+    checks.check_matrix_max_abs(Wn)
+    Wn[0, 0] = 1e6  # mutated in place: read again, so the new max is seen
+    assert checks.check_matrix_max_abs(Wn)[1] == 1e6 and len(reads) == 3
+    key = id(W)
+    del W
+    gc.collect()
+    assert key not in checks._CHECKED_MAX_ABS
 
 
 def test_unknown_method_is_named():
