@@ -350,6 +350,21 @@ def test_xmin_scan_handles_tied_eigenvalues_like_the_loop():
     assert (ours.alpha, ours.x_min, ours.ks, ours.n_tail) == pytest.approx((a_ref, x_ref, d_ref, n_ref))
 
 
+@pytest.mark.parametrize("n", [7, 13, 64])
+def test_every_candidates_ks_distance_equals_the_direct_loop_across_the_scan_ranges(n):
+    """The scan evaluates its candidates in ``ESD_SEGMENTS`` ranges, each on the tail of its first candidate: every
+    D_j (not only the winner's) is the direct float64 value, ties that straddle a range's edge included."""
+    lam = np.sort(pareto_sigma(n, 2.5, n) ** 2)
+    lam[n // 4 - 1: n // 4 + 2] = lam[n // 4 - 1]  # a tie run across the first range boundary
+    with jax.enable_x64(True):
+        alpha, ks, n_tail = jax.jit(S._esd_candidates)(jnp.asarray(lam))
+    for j in range(n - 1):
+        tail = lam[lam >= lam[j]]
+        a = 1 + tail.size / np.sum(np.log(tail / lam[j]))
+        d = np.max(np.abs(1 - (tail / lam[j]) ** (1 - a) - np.arange(tail.size) / tail.size))
+        assert (float(alpha[j]), float(ks[j]), int(n_tail[j])) == pytest.approx((a, d, tail.size), rel=1e-12), j
+
+
 def test_alpha_hat_is_alpha_times_log10_lambda_max():
     assert S.alpha_hat(2.5, 100.0) == pytest.approx(5.0)
     summary = S.summarize(power_law_np(500, 100, 0.5) * 10)
