@@ -440,11 +440,11 @@ def test_singular_values_rejects_bad_matrices(W, exc, pattern):
 @pytest.mark.parametrize("where", ["first rows", "middle", "last row"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_large_matrix_is_scanned_in_row_ranges_that_miss_nothing(where, bad):
-    """From ``THREADED_SCAN_SIZE`` entries the max/min check reads row ranges in threads: a NaN or ±inf in any
+    """From ``rowthreads.MIN_ENTRIES`` entries the max/min check reads row ranges in threads: a NaN or ±inf in any
     range is still named, and the largest |w| is found wherever it lies."""
-    from zipfrmt import checks
+    from zipfrmt import checks, rowthreads
 
-    V = checks.THREADED_SCAN_SIZE // 64 + 3  # above the threshold, rows not divisible by the ranges
+    V = rowthreads.MIN_ENTRIES // 64 + 3  # above the threshold, rows not divisible by the ranges
     W = np.random.default_rng(6).standard_normal((V, 64)).astype(np.float32)
     row = {"first rows": 1, "middle": V // 2, "last row": V - 1}[where]
     W[row, 5] = -1e6

@@ -7,15 +7,15 @@ argument, the value it got and what was expected. Inside the package, code trust
 from __future__ import annotations
 
 import math
-import os
 import weakref
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from zipfrmt import rowthreads
 
 __all__ = [
     "check_choice",
@@ -53,29 +53,13 @@ def host_view(x: Any) -> np.ndarray | None:
     return None
 
 
-#: Entries from which a host array's max and min are read by one thread per core.
-THREADED_SCAN_SIZE = 1 << 22
-_SCAN_POOL: ThreadPoolExecutor | None = None
-
-
-def _max_min_serial(x: np.ndarray) -> tuple[float, float]:
-    return float(np.max(x)), float(np.min(x))
-
-
 def host_max_min(h: np.ndarray) -> tuple[float, float]:
-    """``(max h, min h)`` of a non-empty host array, a NaN propagating to both. From
-    :data:`THREADED_SCAN_SIZE` entries, row ranges are read by one thread per core: NumPy's reductions release
-    the GIL, and one core does not use the memory bandwidth (measured 2.5× faster on 2 cores, 50,257×768)."""
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
-    if h.size < THREADED_SCAN_SIZE or workers < 2 or h.ndim == 0 or h.shape[0] < workers:
-        return _max_min_serial(h)
-    global _SCAN_POOL
-    if _SCAN_POOL is None:
-        _SCAN_POOL = ThreadPoolExecutor(workers, thread_name_prefix="zipfrmt-scan")
-    edges = np.linspace(0, h.shape[0], workers + 1).astype(int)
-    ranges = [h[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    parts = np.array(list(_SCAN_POOL.map(_max_min_serial, ranges)))
-    return float(np.max(parts[:, 0])), float(np.min(parts[:, 1]))  # np.max/min: a part's NaN propagates
+    """``(max h, min h)`` of a non-empty host array, a NaN propagating to both; a large array's row ranges read by
+    one thread per core (:func:`zipfrmt.rowthreads.map_row_ranges`: 2.5× faster on 2 cores, 50,257×768)."""
+    if h.ndim == 0:
+        return float(h), float(h)
+    parts = np.array(rowthreads.map_row_ranges(lambda a, b: (np.max(h[a:b]), np.min(h[a:b])), h.shape[0], h.size))
+    return float(np.max(parts[:, 0])), float(np.min(parts[:, 1]))  # np.max/min: a range's NaN propagates
 
 
 def _all_finite(x: np.ndarray | jax.Array) -> bool:

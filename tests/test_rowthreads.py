@@ -1,0 +1,28 @@
+"""Row ranges of a large host matrix, one per thread (zipfrmt.rowthreads)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from zipfrmt import rowthreads
+
+
+@pytest.mark.parametrize("rows,align", [(1000, 1), (1001, 256), (5, 1), (257, 256)])
+def test_the_ranges_cover_every_row_once_in_order_on_aligned_edges(monkeypatch, rows, align):
+    monkeypatch.setattr(rowthreads, "workers", lambda: 3)
+    seen = rowthreads.map_row_ranges(lambda lo, hi: (lo, hi, threading.get_ident()), rows, rowthreads.MIN_ENTRIES,
+                                     align)
+    edges = [lo for lo, _, _ in seen] + [seen[-1][1]]
+    assert edges[0] == 0 and edges[-1] == rows
+    assert all(hi == lo_next for (_, hi, _), (lo_next, _, _) in zip(seen[:-1], seen[1:], strict=True))
+    assert all(lo < hi for lo, hi, _ in seen)
+    assert all(lo % align == 0 for lo, _, _ in seen)
+    assert len(seen) == min(3, -(-rows // align))
+
+
+def test_a_small_matrix_is_one_call_on_the_callers_thread():
+    me = threading.get_ident()
+    assert rowthreads.map_row_ranges(lambda lo, hi: (lo, hi, threading.get_ident()), 10**6,
+                                     rowthreads.MIN_ENTRIES - 1) == [(0, 10**6, me)]
