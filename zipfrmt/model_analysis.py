@@ -159,7 +159,7 @@ def analyze_model(
     ``sketch_bulk``): ``"auto"`` (the default), ``"mp"`` or ``"dozier-silverstein"``. On a model of dense,
     Gaussian-like weights ``"auto"`` takes the Dozier–Silverstein law at most specs, whose solve (0.05–0.5 s)
     costs more than a small tensor's spectrum; ``"mp"`` skips it (9 tensors of 256–4096 × 256 at the 20 default
-    specs: 8–9× faster on 2 cores, 9.6× one WeightWatcher pass instead of 85×), at the accuracy the spiked map
+    specs: 8–9× faster on 2 cores, 9.6× one WeightWatcher pass instead of 83×), at the accuracy the spiked map
     has there (a dense W's stable rank 6–30% off at 2–3 bits). Recorded in ``config.json``: a folder is resumed
     only with the same law.
 
