@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 
@@ -26,3 +28,20 @@ def test_a_small_matrix_is_one_call_on_the_callers_thread():
     me = threading.get_ident()
     assert rowthreads.map_row_ranges(lambda lo, hi: (lo, hi, threading.get_ident()), 10**6,
                                      rowthreads.MIN_ENTRIES - 1) == [(0, 10**6, me)]
+
+
+def test_a_forked_child_starts_its_own_pool():
+    """A child forked after the pool started has none of its threads; it must not wait on them."""
+    rowthreads.map_row_ranges(lambda lo, hi: hi - lo, 100, rowthreads.MIN_ENTRIES)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: a pass over row ranges finishes, or the parent's timeout below fails the test
+        ok = sum(rowthreads.map_row_ranges(lambda lo, hi: hi - lo, 100, rowthreads.MIN_ENTRIES)) == 100
+        os._exit(0 if ok else 1)
+    for _ in range(200):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("the forked child hung on the parent's thread pool")
