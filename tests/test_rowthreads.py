@@ -30,6 +30,7 @@ def test_a_small_matrix_is_one_call_on_the_callers_thread():
                                      rowthreads.MIN_ENTRIES - 1) == [(0, 10**6, me)]
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's warning, where JAX is loaded: the child uses none
 def test_a_forked_child_starts_its_own_pool():
     """A child forked after the pool started has none of its threads; it must not wait on them."""
     rowthreads.map_row_ranges(lambda lo, hi: hi - lo, 100, rowthreads.MIN_ENTRIES)  # the parent's pool exists
