@@ -1,9 +1,9 @@
 """A pass over a large matrix in CPU memory, its row ranges read by one thread per core.
 
-NumPy's reductions and BLAS's small products release the GIL, and one core does not use a machine's memory
-bandwidth: reading a 50,257×768 float32 matrix for its max and min takes 2.5× less time on 2 cores split in two
-row ranges than in one pass. Below :data:`MIN_ENTRIES` entries a thread costs more than it saves, and the pass is
-one call.
+NumPy's reductions release the GIL, and one core does not use a machine's memory bandwidth: reading a 50,257×768
+float32 matrix for its max and min takes 2.5× less time on 2 cores split in two row ranges than in one pass. Below
+:data:`MIN_ENTRIES` entries a thread costs more than it saves, and the pass is one call. (A pass that holds the GIL
+between many small calls gains nothing: the quantized sketch's loop over 256-row blocks measured 0.17 s either way.)
 """
 
 from __future__ import annotations
