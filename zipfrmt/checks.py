@@ -232,18 +232,19 @@ def check_matrix_max_abs(W: Any, name: str = "W") -> tuple[np.ndarray | jax.Arra
     tensor quantized at 20 specs, the reads this saves cost about two of its Gram matrices. A JAX array already
     checked is not read again (immutable: its ``max|W|`` is remembered while it lives)."""
     W = check_float_array(W, name, ndim=2, finite=False)
-    h = host_view(W) if isinstance(W, jax.Array) else W
+    immutable = isinstance(W, jax.Array)  # NumPy arrays are mutable: read at every call
+    h = host_view(W) if immutable else W
     if h is None:
         return check_matrix(W, name), max_abs(W)
-    seen = _CHECKED_MAX_ABS.get(id(W)) if h is not W else None
+    key = id(W)
+    seen = _CHECKED_MAX_ABS.get(key) if immutable else None
     if seen is not None and seen[0]() is W:
         return W, seen[1]
     hi, lo = host_max_min(h)
     if not (math.isfinite(hi) and math.isfinite(lo)):  # a NaN propagates through max, ±inf shows in max/min
         _raise_nonfinite(W, name)
     amax = max(hi, -lo)
-    if h is not W:  # a JAX array (NumPy arrays are mutable: always read)
-        key = id(W)
+    if immutable:
         _CHECKED_MAX_ABS[key] = (weakref.ref(W, lambda _, key=key: _CHECKED_MAX_ABS.pop(key, None)), amax)
     return W, amax
 
