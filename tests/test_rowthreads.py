@@ -46,3 +46,16 @@ def test_a_forked_child_starts_its_own_pool():
         time.sleep(0.05)
     os.kill(pid, 9)
     pytest.fail("the forked child hung on the parent's thread pool")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"rows": 0, "entries": 10}, r"rows: expected an integer ≥ 1, got 0"),
+    ({"rows": 10, "entries": -1}, r"entries: expected an integer ≥ 0, got -1"),
+    ({"rows": 10, "entries": 10, "align": 0}, r"align: expected an integer ≥ 1, got 0"),
+    ({"rows": 2.5, "entries": 10}, r"rows: expected an integer ≥ 1, got 2.5"),
+])
+def test_bad_arguments_are_named_before_any_call(kwargs, message):
+    calls = []
+    with pytest.raises(ValueError, match=message):
+        rowthreads.map_row_ranges(lambda lo, hi: calls.append((lo, hi)), **kwargs)
+    assert calls == []

@@ -40,6 +40,9 @@ def map_row_ranges(f: Callable[[int, int], Any], rows: int, entries: int, align:
     """``[f(lo, hi) for each row range]``: ``rows`` split into one contiguous range per thread (edges on multiples
     of ``align``), in row order; one call ``f(0, rows)`` when the matrix has fewer than :data:`MIN_ENTRIES`
     ``entries`` or there is one core. ``f`` must touch only its rows' share of any output it writes."""
+    for name, value, lo in (("rows", rows, 1), ("entries", entries, 0), ("align", align, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise ValueError(f"{name}: expected an integer ≥ {lo}, got {value!r}")
     n = min(workers(), -(-rows // align))
     if entries < MIN_ENTRIES or n < 2:
         return [f(0, rows)]
