@@ -298,6 +298,29 @@ def test_dozier_silverstein_density_in_the_normalised_form_agrees_with_limiting_
     np.testing.assert_allclose(np.asarray(a.density), np.asarray(b.density), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("c", [0.25, 1.0, 2.5])
+def test_the_ds_maps_derivative_is_the_complex_derivative_of_the_map(c):
+    # f'(m) is written through Σ w/D² and f itself (the identity t/a² + z = D/a + 2z − s²(1−c)/a); it steers every
+    # Newton step of the solver, so it must be the derivative of f, checked by central differences along 1 and i
+    rng = np.random.default_rng(3)
+    k, s2 = 40, 0.7
+    t = np.append(np.sort(rng.uniform(0.0, 6.0, k - 1)), 0.0)
+    w = np.append(np.full(k - 1, 0.9 / (k - 1)), 0.1)
+    x = np.linspace(0.2, 9.0, 11)
+    z = x + 0.3j
+    m = -1.0 / (z + 0.5 + 0.4j)
+    h = 1e-6
+    with jax.enable_x64(True):
+        def f(mm):
+            return np.asarray(rmt._ds_map(mm, z, t, w, np.float64(c), np.float64(s2))[0])
+
+        _, fp = rmt._ds_map(m, z, t, w, np.float64(c), np.float64(s2))
+        along_real = (f(m + h) - f(m - h)) / (2 * h)
+        along_imag = (f(m + 1j * h) - f(m - 1j * h)) / (2j * h)
+    np.testing.assert_allclose(np.asarray(fp), along_real, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(fp), along_imag, rtol=1e-6)
+
+
 def test_a_huge_outlier_neither_smears_the_bulk_nor_escapes_the_quantile_grid():
     # the default η scales with the noise bulk, not with the largest signal eigenvalue
     V, d, s2 = 4000, 1000, 1.0

@@ -540,19 +540,21 @@ def _ds_map(
 ) -> tuple[Complex[Array, " g"], Complex[Array, " g"]]:
     """``f(m) = Σ_k w_k / D_k`` with ``D_k = t_k/a − a z + s²(1 − c)``, ``a = 1 + s²cm``, and ``f'(m)``.
 
-    ``dD_k/dm = −s²c (t_k/a² + z)``, so ``f'(m) = s²c (Σ_k w_k t_k/D_k² / a² + z Σ_k w_k/D_k²)``: one complex
-    division per (grid point, signal value) and three contractions with the weights (:func:`_by_blocks`).
+    ``dD_k/dm = −s²c (t_k/a² + z)``, and ``t_k/a² + z = D_k/a + 2z − s²(1 − c)/a``, so
+    ``f'(m) = s²c (f/a + (2z − s²(1 − c)/a) Σ_k w_k/D_k²)``: one complex division per (grid point, signal value)
+    and two complex contractions with the weights (:func:`_by_blocks`). (Written with ``Σ w_k t_k/D_k²`` it takes
+    three: 10–25% slower at 2,048–16,384 × 257; the derivative only steers Newton's step, and the converged ``m``
+    is checked against ``f`` itself.)
     """
     a, parts, inverse = _ds_terms(m, z, t, c, s2)
-    wt = jnp.stack([w, w * t], axis=1)
 
     def block(*ps: jax.Array) -> tuple[jax.Array, ...]:
         re, im = inverse(*ps)
-        return re @ w, im @ w, (re * re - im * im) @ wt, (2.0 * re * im) @ wt  # Σ_k (w_k, w_k t_k)/D_k²
+        return re @ w, im @ w, (re * re - im * im) @ w, (2.0 * re * im) @ w  # Σ_k w_k/D_k, Σ_k w_k/D_k²
 
     f_re, f_im, sq_re, sq_im = _by_blocks(block, *parts)
-    sq = sq_re + 1j * sq_im
-    return f_re + 1j * f_im, s2 * c * (sq[:, 1] / a**2 + z * sq[:, 0])
+    f = f_re + 1j * f_im
+    return f, s2 * c * (f / a + (2.0 * z - s2 * (1.0 - c) / a) * (sq_re + 1j * sq_im))
 
 
 def _ds_term_size(
