@@ -110,26 +110,18 @@ def _spectrum_seconds(W: np.ndarray, repeat: int = 2) -> float:
     return best_time(lambda: np.linalg.eigvalsh((W.T @ W).astype(np.float64)), repeat)
 
 
-def _read_seconds(W: np.ndarray) -> float:
-    """The least work that looks at every entry of ``W`` once: XLA's ``max`` over it (no write)."""
-    import jax
-    import jax.numpy as jnp
-
-    Wj = jax.device_put(W)
-    largest = jax.jit(jnp.max)
-    return best_time(lambda: largest(Wj), 2)
-
-
-def _quantize_pass_seconds(W: np.ndarray) -> float:
-    """The least work of one quantization that writes ``Q``: one fused XLA pass ``round(W/Δ)·Δ`` (read W, write Q;
-    no scales computed, no statistics)."""
+def _xla_pass_seconds(W: np.ndarray) -> tuple[float, float]:
+    """The least work per spec that looks at every entry of ``W`` on the device (one copy of it for both):
+    ``(one read — XLA's max, no write; one quantization that writes Q — a fused pass round(W/Δ)·Δ, no scales
+    computed, no statistics)``."""
     import jax
     import jax.numpy as jnp
 
     Wj = jax.device_put(W)
     step = jnp.float32(float(np.abs(W).max()) / 7)
+    largest = jax.jit(jnp.max)
     rounded = jax.jit(lambda X, s: jnp.round(X / s) * s)
-    return best_time(lambda: rounded(Wj, step), 2)
+    return best_time(lambda: largest(Wj), 2), best_time(lambda: rounded(Wj, step), 2)
 
 
 def bench_large_tensor(V: int, d: int) -> None:
@@ -145,8 +137,8 @@ def bench_large_tensor(V: int, d: int) -> None:
     W = np.random.default_rng(0).standard_normal((V, d)).astype(np.float32)
     gram = _gram_seconds(W)
     spectra_floor = 21 * _spectrum_seconds(W)  # W and 20 quantized copies
-    read_floor = spectra_floor + 20 * _read_seconds(W)
-    written_floor = spectra_floor + 20 * _quantize_pass_seconds(W)
+    read, write = _xla_pass_seconds(W)
+    read_floor, written_floor = spectra_floor + 20 * read, spectra_floor + 20 * write
     print(f"{V}×{d}: the floor of 20 specs — 21 spectra (float32 Gram + eigvalsh, nothing else) take "
           f"{spectra_floor / gram:.1f}× one float32 Gram; with one read of W per spec (XLA max) "
           f"{read_floor / gram:.1f}×; with one fused XLA pass that writes each Q {written_floor / gram:.1f}× "

@@ -43,12 +43,12 @@ def map_row_ranges(f: Callable[[int, int], Any], rows: int, entries: int, align:
     for name, value, lo in (("rows", rows, 1), ("entries", entries, 0), ("align", align, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise ValueError(f"{name}: expected an integer ≥ {lo}, got {value!r}")
-    n = min(workers(), -(-rows // align))
+    blocks = -(-rows // align)
+    n = min(workers(), blocks)
     if entries < MIN_ENTRIES or n < 2:
         return [f(0, rows)]
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(workers(), thread_name_prefix="zipfrmt-rows")
-    blocks = -(-rows // align)
     edges = [min(rows, (k * blocks // n) * align) for k in range(n)] + [rows]
     return list(_POOL.map(lambda ab: f(*ab), zip(edges[:-1], edges[1:], strict=True)))
